@@ -1,0 +1,37 @@
+# Quartet: every target is a thin wrapper over one command. `make help` lists them.
+SHELL := /bin/bash
+PY := .venv/bin/python
+STAMP := .venv/.quartet-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run up down status clean test test-fast lint format
+
+help: ## this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## install Debian packages (as root, only missing ones) and the pinned virtualenv
+	@scripts/bootstrap.sh
+
+run: install ## the whole local cluster in the foreground; Ctrl-C stops it all
+	@$(PY) -m cluster run
+
+up: install ## the local cluster, detached; returns once every service is ready
+	@$(PY) -m cluster up
+
+down: ## stop what `make up` started, gracefully
+	@if [ -x $(PY) ]; then $(PY) -m cluster down; fi
+
+status: ## what is running
+	@$(PY) -m cluster status
+
+clean: ## stop, then delete all local cluster state (.run/: data, logs, secrets)
+	@if [ -x $(PY) ]; then $(PY) -m cluster clean; else rm -rf .run; fi
+
+test: install ## lint, type checks and every test (starts its own cluster on other ports)
+	@scripts/test.sh
+
+lint: install ## ruff and mypy
+	@scripts/lint.sh
+
+format: install ## apply ruff's formatting and safe fixes
+	@$(PY) -m ruff format . && $(PY) -m ruff check --fix .

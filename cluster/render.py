@@ -1,0 +1,183 @@
+"""Writes the local cluster's configuration under the state directory: supervisord's programs and
+the gateway's nginx files (the repository's nginx/ with its templates filled in)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from cluster.topology import ROOT, SERVICES, Instance, Topology, which
+
+_PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+# Variables passed through from the caller's environment to every service.
+_PASSTHROUGH = ("LOG_LEVEL", "ENVIRONMENT")
+
+
+def fill(template: str, values: Mapping[str, str]) -> str:
+    """Replace ${NAME} (upper case only: nginx's own $variables stay) and refuse unknown names."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match[1]
+        if name not in values:
+            raise KeyError(f"template needs ${{{name}}}, which the cluster does not define")
+        return values[name]
+
+    return _PLACEHOLDER.sub(one, template)
+
+
+def render_nginx(topo: Topology) -> Path:
+    target = topo.state / "nginx"
+    if target.exists():
+        # Keep only runtime state (temp dirs); configuration is rewritten from the repository.
+        for child in target.iterdir():
+            if child.name not in {"tmp"}:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    shutil.copytree(ROOT / "nginx", target, dirs_exist_ok=True)
+    (target / "tmp").mkdir(exist_ok=True)
+    values = {
+        "GATEWAY_LISTEN": f"127.0.0.1:{topo.gateway_port}",
+        "INTERNAL_LISTEN": f"127.0.0.1:{topo.internal_port}",
+    }
+    for spec in SERVICES:
+        values[f"{spec.name.upper()}_SERVERS"] = "\n    ".join(
+            f"server 127.0.0.1:{i.port} max_fails=3 fail_timeout=5s;"
+            for i in topo.instances_of(spec.name)
+        )
+    for template in target.rglob("*.template"):
+        template.with_suffix("").write_text(fill(template.read_text(), values))
+        template.unlink()
+    return target
+
+
+def service_env(topo: Topology, instance: Instance, mysql_dsn: str) -> dict[str, str]:
+    prefix = instance.service.upper() + "_"
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.startswith(prefix) or key in _PASSTHROUGH
+    }
+    env.update(
+        REDIS_SHARDS=topo.redis_shards,
+        MYSQL_DSN=mysql_dsn,
+        ADMIN_TOKEN=topo.admin_token(),
+        WEB_CONCURRENCY=str(topo.settings.WORKERS),
+        PROMETHEUS_MULTIPROC_DIR=str(topo.state / "metrics" / instance.name),
+        PYTHONUNBUFFERED="1",
+    )
+    env.setdefault("ENVIRONMENT", "development")
+    return env
+
+
+def _program(
+    name: str, command: list[str], *, log: str, autostart: bool, priority: int, stopwait: int,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    lines = [
+        f"[program:{name}]",
+        "command=" + " ".join(_quote(part) for part in command),
+        f"directory={ROOT}",
+        f"autostart={'true' if autostart else 'false'}",
+        "autorestart=true",
+        "startsecs=1",
+        "startretries=5",
+        "stopsignal=TERM",
+        f"stopwaitsecs={stopwait}",
+        f"priority={priority}",
+        "redirect_stderr=true",
+        f"stdout_logfile={log}",
+    ]
+    if log == "/dev/stdout":
+        lines.append("stdout_logfile_maxbytes=0")
+    if env:
+        lines.append("environment=" + ",".join(f'{k}="{_escape(v)}"' for k, v in env.items()))
+    return "\n".join(lines) + "\n"
+
+
+def _quote(part: str) -> str:
+    return f'"{part}"' if " " in part or not part else _escape(part)
+
+
+def _escape(value: str) -> str:
+    # supervisord expands %(name)s in its values; a literal percent is doubled.
+    return value.replace("%", "%%").replace('"', '\\"')
+
+
+def render_supervisor(topo: Topology, *, foreground: bool, mysql_dsn: str, private_mysql: bool) -> Path:
+    state = topo.state
+    logs = state / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    def log_for(name: str) -> str:
+        return "/dev/stdout" if foreground else str(logs / f"{name}.log")
+
+    sections = [
+        "[supervisord]\n"
+        f"logfile={logs / 'supervisord.log'}\n"
+        f"pidfile={topo.supervisor_pidfile}\n"
+        f"childlogdir={logs}\n"
+        "loglevel=info\n",
+        f"[unix_http_server]\nfile={state / 'supervisor.sock'}\nchmod=0700\n",
+        f"[supervisorctl]\nserverurl=unix://{state / 'supervisor.sock'}\n",
+        "[rpcinterface:supervisor]\n"
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n",
+    ]
+    redis = which("redis-server")
+    for name, port in zip(topo.shard_names, topo.redis_ports, strict=True):
+        data = state / "redis" / name
+        data.mkdir(parents=True, exist_ok=True)
+        # AOF with fsync every second: at most a second of counts lost on a machine crash.
+        command = [
+            redis, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--daemonize", "no", "--protected-mode", "yes",
+        ]
+        sections.append(_program(name, command, log=log_for(name), autostart=True, priority=10, stopwait=30))
+    if private_mysql:
+        command = [which("mariadbd"), *mariadb_args(topo)]
+        sections.append(_program("mariadb", command, log=log_for("mariadb"), autostart=True, priority=10, stopwait=60))
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    for spec in SERVICES:
+        members = topo.instances_of(spec.name)
+        for instance in members:
+            command = [
+                gunicorn, "-c", "python:services.common.gunicorn_conf",
+                "--bind", f"127.0.0.1:{instance.port}", f"services.{spec.name}.app:app",
+            ]
+            sections.append(
+                _program(
+                    instance.name, command, log=log_for(instance.name), autostart=False,
+                    priority=500, stopwait=40, env=service_env(topo, instance, mysql_dsn),
+                )
+            )
+        sections.append(f"[group:{spec.name}]\nprograms={','.join(i.name for i in members)}\n")
+    nginx_prefix = state / "nginx"
+    command = [which("nginx"), "-p", f"{nginx_prefix}/", "-c", str(nginx_prefix / "nginx.conf"), "-g", "daemon off;"]
+    sections.append(_program("nginx", command, log=log_for("nginx"), autostart=False, priority=900, stopwait=20))
+    topo.supervisor_conf.write_text("\n".join(sections))
+    topo.supervisor_conf.chmod(0o600)
+    return topo.supervisor_conf
+
+
+def mariadb_args(topo: Topology) -> list[str]:
+    data = topo.state / "mariadb"
+    args = [
+        "--no-defaults",
+        f"--datadir={data / 'data'}",
+        f"--socket={topo.mysql_socket}",
+        f"--pid-file={data / 'mariadb.pid'}",
+        f"--port={topo.mysql_port}",
+        "--bind-address=127.0.0.1",
+        "--skip-name-resolve",
+        "--max-connections=300",
+        "--innodb-buffer-pool-size=256M",
+        "--innodb-flush-log-at-trx-commit=1",
+        "--character-set-server=utf8mb4",
+        "--collation-server=utf8mb4_unicode_ci",
+    ]
+    if os.geteuid() == 0:
+        args.append("--user=root")
+    return args

@@ -1,0 +1,132 @@
+"""What the local cluster is made of: every process, its port and its environment.
+
+Adding a service is one entry in SERVICES (and its nginx/api/<service>.conf and upstream).
+Ports are fixed defaults shifted by QUARTET_PORT_OFFSET, so a second cluster (the tests') can run
+beside a developer's `make run` without a clash.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    base_port: int
+    # env names the service reads besides the cluster-wide ones
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+
+SERVICES: tuple[ServiceSpec, ...] = (ServiceSpec("counter", 8110),)
+REDIS_BASE_PORTS = (7070, 7071)
+
+
+class ClusterSettings(BaseSettings):
+    """How `python -m cluster` lays the cluster out (env prefix QUARTET_)."""
+
+    model_config = SettingsConfigDict(env_prefix="QUARTET_", extra="ignore", frozen=True)
+
+    STATE_DIR: Path = ROOT / ".run"
+    PORT_OFFSET: int = Field(0, ge=0, le=50_000)
+    INSTANCES: int = Field(2, ge=1, le=16)
+    WORKERS: int = Field(2, ge=1, le=64)
+    # Passed to every service unchanged (e.g. COUNTER_FLUSH_INTERVAL_S=30).
+    READY_TIMEOUT_S: float = 90.0
+
+
+@dataclass(frozen=True)
+class Instance:
+    service: str
+    index: int
+    port: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}_{self.index}"
+
+
+class Topology:
+    def __init__(self, settings: ClusterSettings) -> None:
+        self.settings = settings
+        offset = settings.PORT_OFFSET
+        self.state = settings.STATE_DIR.resolve()
+        self.gateway_port = 8080 + offset
+        self.internal_port = 8081 + offset
+        self.mysql_port = 3307 + offset
+        self.redis_ports = [port + offset for port in REDIS_BASE_PORTS]
+        self.instances = [
+            Instance(spec.name, i, spec.base_port + offset + i - 1)
+            for spec in SERVICES
+            for i in range(1, settings.INSTANCES + 1)
+        ]
+
+    # --- names and paths ----------------------------------------------------------------
+
+    @property
+    def shard_names(self) -> list[str]:
+        return [f"redis_{port}" for port in self.redis_ports]
+
+    @property
+    def redis_shards(self) -> str:
+        return ",".join(
+            f"{name}=redis://127.0.0.1:{port}"
+            for name, port in zip(self.shard_names, self.redis_ports, strict=True)
+        )
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state / "secrets"
+
+    @property
+    def mysql_socket(self) -> Path:
+        return self.state / "mariadb" / "mysqld.sock"
+
+    @property
+    def supervisor_conf(self) -> Path:
+        return self.state / "supervisord.conf"
+
+    @property
+    def supervisor_pidfile(self) -> Path:
+        return self.state / "supervisord.pid"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def instances_of(self, service: str) -> list[Instance]:
+        return [i for i in self.instances if i.service == service]
+
+    # --- secrets ----------------------------------------------------------------------------
+
+    def secret(self, name: str) -> str:
+        """A local secret under .run/secrets, generated on first use (mode 0600)."""
+        path = self.secrets_dir / name
+        if not path.exists():
+            self.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def admin_token(self) -> str:
+        return os.environ.get("ADMIN_TOKEN") or self.secret("admin_token")
+
+    def private_mysql_dsn(self) -> str:
+        password = self.secret("mysql_password")
+        return f"mysql://quartet:{password}@127.0.0.1:{self.mysql_port}/quartet"
+
+
+def which(binary: str) -> str:
+    found = shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
+    if not found:
+        raise SystemExit(f"{binary} is not installed; run scripts/bootstrap.sh (as root)")
+    return found

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs what the local cluster and the tests need, and nothing that is already there:
+# Debian packages (only when missing, and only as root) and the pinned virtualenv in .venv/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(redis-server mariadb-server mariadb-client nginx-light wrk python3-venv)
+# binary that proves each package is installed (same order as APT_PACKAGES)
+APT_PROBES=(redis-server mariadbd mariadb nginx wrk "")
+
+say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
+
+missing=()
+for i in "${!APT_PACKAGES[@]}"; do
+  probe=${APT_PROBES[$i]}
+  if [ -n "$probe" ]; then
+    command -v "$probe" >/dev/null 2>&1 || [ -x "/usr/sbin/$probe" ] || missing+=("${APT_PACKAGES[$i]}")
+  elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    missing+=("${APT_PACKAGES[$i]}")
+  fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    say "missing Debian packages: ${missing[*]}"
+    say "run as root, or install them yourself: sudo apt-get install -y ${missing[*]}"
+    exit 1
+  fi
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # policy-rc.d keeps the distribution's own redis/mariadb/nginx services from being started:
+  # the cluster runs private instances under .run/.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  say "Python >= 3.11 is required ($PYTHON is $("$PYTHON" --version 2>&1))"
+  exit 1
+fi
+
+stamp=.venv/.quartet-installed
+want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+if [ ! -x .venv/bin/python ]; then
+  say "creating the virtualenv in .venv/"
+  "$PYTHON" -m venv .venv
+fi
+say "installing pinned Python dependencies (requirements.lock) into .venv/"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -r requirements.lock
+.venv/bin/python -m pip install -q --no-deps -e .
+echo "$want" > "$stamp"
+say "ready"

@@ -1,0 +1,143 @@
+"""`create_app`: what every service is made of, so a service file only holds its own routes.
+
+It wires JSON logs with request ids, problem+json errors, `/healthz`, `/readyz`, `/metrics`, the
+Redis shards and the MySQL pool (opened and closed with the app), migrations at start, and the
+optional cluster-wide in-flight cap.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+
+import aiomysql
+from fastapi import APIRouter, FastAPI
+from prometheus_fastapi_instrumentator import Instrumentator
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from services.common import migrations, mysql
+from services.common.health import Check, health_router
+from services.common.limiter import InFlightLimiter, InFlightLimitMiddleware
+from services.common.logs import configure_logging
+from services.common.problems import install_handlers
+from services.common.redis_shards import RedisShards
+from services.common.requestid import QUIET_PATHS, RequestIdMiddleware
+from services.common.responses import OrjsonResponse
+from services.common.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+# How long a starting instance waits for MySQL before giving up (the process manager restarts it).
+MYSQL_START_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Kit:
+    """The clients a service's routes use, opened by the app's lifespan."""
+
+    service: str
+    settings: ServiceSettings
+    redis: RedisShards | None = None
+    mysql: aiomysql.Pool | None = None
+    readiness: dict[str, Check] = field(default_factory=dict)
+
+    def need_redis(self) -> RedisShards:
+        if self.redis is None:
+            raise RuntimeError(f"{self.service} needs REDIS_SHARDS")
+        return self.redis
+
+    def need_mysql(self) -> aiomysql.Pool:
+        if self.mysql is None:
+            raise RuntimeError(f"{self.service} needs MYSQL_DSN")
+        return self.mysql
+
+
+ServiceLifespan = Callable[[FastAPI, Kit], AbstractAsyncContextManager[None]]
+
+
+async def _open_mysql(kit: Kit) -> aiomysql.Pool:
+    settings = kit.settings
+    assert settings.MYSQL_DSN is not None
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(MYSQL_START_TIMEOUT_S),
+        wait=wait_exponential(multiplier=0.2, max=3),
+        retry=retry_if_exception_type((OSError, aiomysql.Error)),
+        reraise=True,
+    ):
+        with attempt:
+            pool = await mysql.create_pool(settings.MYSQL_DSN, size=settings.MYSQL_POOL_SIZE)
+    if settings.MIGRATE_ON_START:
+        await migrations.apply(pool, kit.service, migrations.service_migrations(kit.service))
+    return pool
+
+
+def create_app(
+    service: str,
+    settings: ServiceSettings,
+    *,
+    routers: Sequence[APIRouter],
+    lifespan: ServiceLifespan | None = None,
+    needs_mysql: bool = False,
+) -> FastAPI:
+    configure_logging(service, settings.LOG_LEVEL)
+    kit = Kit(service=service, settings=settings)
+    if settings.REDIS_SHARDS:
+        # Clients connect lazily, so they can be built before the event loop runs.
+        kit.redis = RedisShards(
+            settings.REDIS_SHARDS,
+            pool_size=settings.REDIS_POOL_SIZE,
+            timeout_s=settings.REDIS_TIMEOUT_S,
+        )
+        for name in kit.redis.clients:
+            kit.readiness[f"redis:{name}"] = partial(kit.redis.ping, name)
+    if needs_mysql and settings.MYSQL_DSN is None:
+        raise ValueError(f"{service} needs MYSQL_DSN")
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if kit.redis is not None:
+                stack.push_async_callback(kit.redis.close)
+            if settings.MYSQL_DSN is not None:
+                pool = kit.mysql = await _open_mysql(kit)
+                kit.readiness["mysql"] = partial(mysql.ping, pool)
+
+                async def close_pool() -> None:
+                    pool.close()
+                    await pool.wait_closed()
+
+                stack.push_async_callback(close_pool)
+            if lifespan is not None:
+                await stack.enter_async_context(lifespan(app, kit))
+            log.info("started", extra={"shards": list(settings.REDIS_SHARDS)})
+            yield
+            log.info("stopping")
+
+    app = FastAPI(
+        title=f"quartet {service}",
+        lifespan=run,
+        default_response_class=OrjsonResponse,
+    )
+    app.state.kit = kit
+    app.state.settings = settings
+    app.state.readiness_checks = kit.readiness
+    app.state.ready_timeout_s = settings.READY_TIMEOUT_S
+    install_handlers(app)
+    app.include_router(health_router())
+    for router in routers:
+        app.include_router(router)
+
+    if settings.INFLIGHT_LIMIT and kit.redis is not None:
+        limiter_redis = kit.redis.owner(f"inflight:{service}")[1]
+        limiter = InFlightLimiter(
+            service, limiter_redis, cap=settings.INFLIGHT_LIMIT, lease_s=settings.INFLIGHT_LEASE_S
+        )
+        app.add_middleware(InFlightLimitMiddleware, limiter=limiter, exempt=QUIET_PATHS)
+    Instrumentator(
+        should_group_status_codes=False,
+        excluded_handlers=[f"^{path}$" for path in QUIET_PATHS],
+    ).instrument(app).expose(app, include_in_schema=False)
+    app.add_middleware(RequestIdMiddleware, access_log_enabled=settings.ACCESS_LOG)
+    return app

@@ -1,0 +1,47 @@
+"""JSON logs on stdout, one object per line, each carrying the service name and the request id."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextvars import ContextVar
+
+from pythonjsonlogger.orjson import OrjsonFormatter
+
+# Set by the request-id middleware for the duration of a request; tasks spawned inside a request
+# inherit it, so background work started by a request logs the same id.
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+class _ContextFilter(logging.Filter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.service
+        record.request_id = request_id_var.get()
+        return True
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Route every logger (ours, uvicorn's, gunicorn's) through one JSON handler on stdout."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        OrjsonFormatter(
+            "%(levelname)s %(name)s %(message)s %(service)s %(request_id)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            timestamp="time",
+        )
+    )
+    handler.addFilter(_ContextFilter(service))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "gunicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # The middleware writes one access line per request with the request id; uvicorn's own
+    # access line would be a second, id-less copy.
+    logging.getLogger("uvicorn.access").disabled = True

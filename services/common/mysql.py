@@ -1,0 +1,59 @@
+"""The aiomysql pool, built from `MYSQL_DSN` (mysql://user:password@host:port/database)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiomysql
+
+
+@dataclass(frozen=True)
+class MysqlTarget:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    unix_socket: str | None = None
+
+    @classmethod
+    def from_dsn(cls, dsn: str) -> MysqlTarget:
+        parts = urlsplit(dsn)
+        if parts.scheme != "mysql" or not parts.path.strip("/"):
+            raise ValueError("MYSQL_DSN must look like mysql://user:password@host:port/database")
+        socket = parse_qs(parts.query).get("unix_socket", [None])[0]
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 3306,
+            user=unquote(parts.username or "root"),
+            password=unquote(parts.password or ""),
+            database=parts.path.strip("/"),
+            unix_socket=socket,
+        )
+
+
+async def create_pool(dsn: str, *, size: int, connect_timeout_s: float = 2.0) -> aiomysql.Pool:
+    target = MysqlTarget.from_dsn(dsn)
+    return await aiomysql.create_pool(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        db=target.database,
+        unix_socket=target.unix_socket,
+        minsize=1,
+        maxsize=size,
+        autocommit=True,
+        connect_timeout=connect_timeout_s,
+        # A server restart leaves dead sockets in the pool; recycling bounds how long they linger.
+        pool_recycle=300,
+        charset="utf8mb4",
+    )
+
+
+async def ping(pool: aiomysql.Pool, timeout_s: float) -> None:
+    async with asyncio.timeout(timeout_s), pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("SELECT 1")
+        await cur.fetchone()

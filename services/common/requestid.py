@@ -1,0 +1,58 @@
+"""ASGI middleware: adopt or mint the request id, echo it back, and write one JSON access line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.common.logs import request_id_var
+
+access_log = logging.getLogger("access")
+# nginx's $request_id is 32 hex digits; accept any similar token from a trusted caller but never
+# let a header inject arbitrary text into the logs.
+_VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
+_HEADER = b"x-request-id"
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp, *, access_log_enabled: bool = True) -> None:
+        self.app = app
+        self.access_log_enabled = access_log_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = next((v for k, v in scope["headers"] if k == _HEADER), None)
+        raw_id = incoming if incoming and _VALID_ID.match(incoming) else uuid.uuid4().hex.encode()
+        request_id = raw_id.decode()
+        token = request_id_var.set(request_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (_HEADER, raw_id)]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if self.access_log_enabled and scope["path"] not in QUIET_PATHS:
+                access_log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    },
+                )
+            request_id_var.reset(token)

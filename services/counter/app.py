@@ -1,0 +1,49 @@
+"""The page visit counter: `gunicorn services.counter.app:app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cache
+
+from fastapi import FastAPI
+
+from services.common.app import Kit, create_app
+from services.counter.api import router
+from services.counter.counting import VisitCounter
+from services.counter.settings import CounterSettings
+
+SERVICE = "counter"
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
+    settings = kit.settings
+    assert isinstance(settings, CounterSettings)
+    counter = VisitCounter(settings, kit.need_redis(), kit.mysql)
+    app.state.counter = counter
+    counter.start()
+    try:
+        yield
+    finally:
+        await counter.stop()
+
+
+def build_app(settings: CounterSettings | None = None) -> FastAPI:
+    settings = settings or CounterSettings()
+    if not settings.REDIS_SHARDS:
+        raise ValueError("the counter needs REDIS_SHARDS")
+    return create_app(SERVICE, settings, routers=[router], lifespan=_lifespan)
+
+
+@cache
+def _app() -> FastAPI:
+    return build_app()
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `app` is built on first access, from the environment: importing this module (tests,
+    # tooling) needs no configuration, and gunicorn/uvicorn find `app` as usual.
+    if name == "app":
+        return _app()
+    raise AttributeError(name)

@@ -1,0 +1,136 @@
+"""The increments one process holds for one Redis shard, and the arithmetic that keeps reads exact.
+
+Increments go through three states:
+
+    pending  ->  batch sent (unconfirmed)  ->  batch confirmed (kept a few seconds, then dropped)
+
+A batch carries a sequence number. Redis applies it with a script that records the highest
+sequence applied for this process (the marker) in the same atomic step, and skips a batch whose
+sequence is not above the marker. So a batch whose reply was lost is simply sent again: it is
+applied once or recognised, never counted twice, never lost.
+
+A read of a shard returns the page's value V and the marker A in one atomic step. Then
+
+    visits = V + (confirmed batches with seq > A) + (unconfirmed batches with seq > A) + pending
+
+counts every increment of this process exactly once, whatever flushes raced the read. The read
+cache keeps `base = V + confirmed batches with seq > A` and `covered = max(A, last confirmed)`;
+each later confirmation adds its deltas to the cached bases it is not covered by. A count this
+process reports therefore never goes down, across flushes or cache refreshes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from itertools import islice
+
+from cachetools import LRUCache
+
+
+@dataclass
+class Batch:
+    seq: int
+    deltas: dict[str, int]
+    # commit mode: requests waiting for this batch to be confirmed
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+    confirmed_at: float | None = None
+
+    @property
+    def visits(self) -> int:
+        return sum(self.deltas.values())
+
+
+@dataclass
+class CachedCount:
+    base: int
+    covered: int
+    fetched_at: float
+
+
+class ShardBuffer:
+    def __init__(self, *, retention_s: float) -> None:
+        self.pending: dict[str, int] = {}
+        self.pending_waiters: list[asyncio.Future[None]] = []
+        self.batches: deque[Batch] = deque()
+        self.last_confirmed = 0
+        self._next_seq = 1
+        self.retention_s = retention_s
+        # increments not yet confirmed by Redis (pending + unconfirmed batches)
+        self.outstanding = 0
+        # since when this shard has had increments waiting without a confirmation: the flush lag
+        self.stalled_since: float | None = None
+
+    def add(self, page_id: str, now: float, count: int = 1) -> None:
+        self.pending[page_id] = self.pending.get(page_id, 0) + count
+        self.outstanding += count
+        if self.stalled_since is None:
+            self.stalled_since = now
+
+    def unconfirmed_batch(self) -> Batch | None:
+        for batch in self.batches:
+            if batch.confirmed_at is None:
+                return batch
+        return None
+
+    def next_batch(self, max_keys: int) -> Batch | None:
+        """The batch to send now: the unconfirmed one again, else a new one cut from pending."""
+        waiting = self.unconfirmed_batch()
+        if waiting is not None:
+            return waiting
+        if not self.pending:
+            return None
+        if len(self.pending) <= max_keys:
+            deltas, self.pending = self.pending, {}
+        else:
+            deltas = dict(islice(self.pending.items(), max_keys))
+            for page_id in deltas:
+                del self.pending[page_id]
+        batch = Batch(self._next_seq, deltas)
+        if not self.pending:
+            # Waiters belong to the first batch that holds everything buffered before them.
+            batch.waiters, self.pending_waiters = self.pending_waiters, []
+        self._next_seq += 1
+        self.batches.append(batch)
+        return batch
+
+    def confirm(self, batch: Batch, now: float, cache: LRUCache[str, CachedCount]) -> None:
+        batch.confirmed_at = now
+        self.last_confirmed = batch.seq
+        self.outstanding -= batch.visits
+        for page_id, delta in batch.deltas.items():
+            entry = cache.get(page_id)
+            if entry is not None and entry.covered < batch.seq:
+                entry.base += delta
+                entry.covered = batch.seq
+        for waiter in batch.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        batch.waiters = []
+        self.stalled_since = None if self.outstanding == 0 else now
+
+    def prune(self, now: float) -> None:
+        """Drop confirmed batches no in-flight read can still need."""
+        while (
+            self.batches
+            and self.batches[0].confirmed_at is not None
+            and now - self.batches[0].confirmed_at > self.retention_s
+        ):
+            self.batches.popleft()
+
+    def not_in_shard(self, page_id: str, covered: int) -> int:
+        """This process's increments of the page that a read covering `covered` does not hold."""
+        extra = self.pending.get(page_id, 0)
+        for batch in self.batches:
+            if batch.confirmed_at is None and batch.seq > covered:
+                extra += batch.deltas.get(page_id, 0)
+        return extra
+
+    def from_read(self, page_id: str, value: int, marker: int, now: float) -> CachedCount:
+        """The cache entry for a fresh shard read (value V, marker A)."""
+        base = value
+        for batch in self.batches:
+            if batch.confirmed_at is not None and batch.seq > marker:
+                base += batch.deltas.get(page_id, 0)
+        return CachedCount(base, max(marker, self.last_confirmed), now)

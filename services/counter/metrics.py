@@ -1,0 +1,37 @@
+"""The counter's own metrics (the HTTP RED metrics come from the service kit)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PENDING = Gauge(
+    "counter_pending_visits",
+    "Visits accepted by this process and not yet confirmed by Redis",
+    multiprocess_mode="livesum",
+)
+LEDGER_PENDING = Gauge(
+    "counter_ledger_pending_visits",
+    "Visits accepted by this process and not yet in the MySQL daily ledger",
+    multiprocess_mode="livesum",
+)
+FLUSH_LAG = Gauge(
+    "counter_flush_lag_seconds",
+    "How long a buffer has held visits without a successful flush (0 when empty)",
+    ["target"],
+    multiprocess_mode="livemax",
+)
+FLUSH_DURATION = Histogram(
+    "counter_flush_duration_seconds",
+    "Time to apply one batch",
+    ["target"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+FLUSH_FAILURES = Counter(
+    "counter_flush_failures", "Batches that could not be applied (retried later)", ["target"]
+)
+FLUSHED = Counter("counter_flushed_visits", "Visits applied by flushes", ["target"])
+READS = Counter("counter_reads", "Count reads by where the answer came from", ["source"])
+REJECTED = Counter("counter_rejected_visits", "Visits refused because the buffer was full")
+LOST_AT_SHUTDOWN = Counter(
+    "counter_lost_visits", "Visits still unflushed when the shutdown deadline passed", ["target"]
+)

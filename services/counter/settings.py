@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class CounterSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="COUNTER_", extra="ignore", frozen=True)
+
+    # How often each process pushes its buffered increments to Redis and to the MySQL ledger.
+    FLUSH_INTERVAL_S: float = Field(1.0, gt=0, le=3600)
+    # How long a count read from a shard is served from memory ("served_via": "in_memory").
+    CACHE_TTL_S: float = Field(5.0, ge=0, le=3600)
+    CACHE_SIZE: int = Field(100_000, ge=1)
+    # "batch": a POST is answered once buffered; "commit": once its increment is in Redis.
+    ACK: Literal["batch", "commit"] = "batch"
+    # commit mode: how long a POST waits for the commit before answering 503.
+    COMMIT_TIMEOUT_S: float = Field(2.0, gt=0, le=60)
+    # Increments a process may hold that are not yet in Redis; beyond it POSTs get 503.
+    MAX_PENDING: int = Field(100_000, ge=1)
+    # Upper bound of keys in one Redis script call and rows in one ledger statement.
+    BATCH_KEYS: int = Field(2_000, ge=1, le=100_000)
+    # A failing flush is retried with exponential backoff up to this.
+    RETRY_MAX_S: float = Field(5.0, gt=0, le=300)
+    # On shutdown, how long to keep retrying the final flush.
+    SHUTDOWN_FLUSH_S: float = Field(10.0, ge=0, le=300)
