@@ -155,7 +155,13 @@ def render_supervisor(topo: Topology, *, foreground: bool, mysql_dsn: str, priva
             )
         sections.append(f"[group:{spec.name}]\nprograms={','.join(i.name for i in members)}\n")
     nginx_prefix = state / "nginx"
-    command = [which("nginx"), "-p", f"{nginx_prefix}/", "-c", str(nginx_prefix / "nginx.conf"), "-g", "daemon off;"]
+    # As root, nginx's workers would switch to `nobody`, who may not be able to read a state
+    # directory under a private home or a 0700 temp dir; locally they stay the invoking user.
+    directives = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
+    command = [
+        which("nginx"), "-p", f"{nginx_prefix}/", "-c", str(nginx_prefix / "nginx.conf"),
+        "-g", directives,
+    ]
     sections.append(_program("nginx", command, log=log_for("nginx"), autostart=False, priority=900, stopwait=20))
     topo.supervisor_conf.write_text("\n".join(sections))
     topo.supervisor_conf.chmod(0o600)

@@ -11,11 +11,11 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cache, partial
 
 import aiomysql
 from fastapi import APIRouter, FastAPI
-from prometheus_fastapi_instrumentator import Instrumentator
+from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from services.common import migrations, mysql
@@ -24,7 +24,7 @@ from services.common.limiter import InFlightLimiter, InFlightLimitMiddleware
 from services.common.logs import configure_logging
 from services.common.problems import install_handlers
 from services.common.redis_shards import RedisShards
-from services.common.requestid import QUIET_PATHS, RequestIdMiddleware
+from services.common.requestctx import QUIET_PATHS, RequestContextMiddleware
 from services.common.responses import OrjsonResponse
 from services.common.settings import ServiceSettings
 
@@ -52,6 +52,15 @@ class Kit:
         if self.mysql is None:
             raise RuntimeError(f"{self.service} needs MYSQL_DSN")
         return self.mysql
+
+
+@cache
+def _http_metrics() -> Callable[[metrics.Info], None]:
+    # The RED metrics are process-wide: built once, so an app built again in the same process
+    # (tests) records into the same series instead of silently into none.
+    instrumentation = metrics.default()
+    assert instrumentation is not None
+    return instrumentation
 
 
 ServiceLifespan = Callable[[FastAPI, Kit], AbstractAsyncContextManager[None]]
@@ -138,6 +147,6 @@ def create_app(
     Instrumentator(
         should_group_status_codes=False,
         excluded_handlers=[f"^{path}$" for path in QUIET_PATHS],
-    ).instrument(app).expose(app, include_in_schema=False)
-    app.add_middleware(RequestIdMiddleware, access_log_enabled=settings.ACCESS_LOG)
+    ).add(_http_metrics()).instrument(app).expose(app, include_in_schema=False)
+    app.add_middleware(RequestContextMiddleware, access_log_enabled=settings.ACCESS_LOG)
     return app

@@ -45,3 +45,5 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     # The middleware writes one access line per request with the request id; uvicorn's own
     # access line would be a second, id-less copy.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every outgoing request at INFO; the callers log what matters to them.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

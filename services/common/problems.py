@@ -9,13 +9,13 @@
      ├── DependencyUnavailable   503  Redis, MySQL or a peer did not answer
      └── DeadlineExceeded        504  the caller's deadline passed
 
-Validation errors from FastAPI become 422, starlette's HTTP errors keep their status, and anything
-unforeseen becomes a 500 problem that names the request id (the stack trace goes to the log only).
+Validation errors from FastAPI become 422 and starlette's HTTP errors keep their status. Anything
+unforeseen is caught by the request-context middleware (requestctx.py): a 500 problem naming the
+request id, the stack trace in the log only.
 """
 
 from __future__ import annotations
 
-import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -26,8 +26,6 @@ from starlette.responses import Response
 
 from services.common.logs import request_id_var
 from services.common.responses import ProblemResponse
-
-log = logging.getLogger(__name__)
 
 
 class ServiceError(Exception):
@@ -109,13 +107,7 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
     return problem(422, "the request does not match the API", errors=errors)
 
 
-async def _unexpected(_: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", exc_info=exc)
-    return problem(500, "internal error; the request id identifies it in the logs")
-
-
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected)

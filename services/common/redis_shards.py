@@ -37,3 +37,5 @@ class RedisShards:
     async def close(self) -> None:
         for client in self.clients.values():
             await client.aclose()
+            # A client handed its own pool does not close it.
+            await client.connection_pool.disconnect()

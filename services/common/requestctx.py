@@ -1,4 +1,6 @@
-"""ASGI middleware: adopt or mint the request id, echo it back, and write one JSON access line."""
+"""The outermost ASGI middleware: adopts or mints the request id, echoes it, writes one JSON
+access line per request, and is the last-resort error boundary, so even an unforeseen exception
+is logged with its request id and answered with a problem document instead of a bare 500."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.logs import request_id_var
+from services.common.problems import problem
 
+log = logging.getLogger(__name__)
 access_log = logging.getLogger("access")
 # nginx's $request_id is 32 hex digits; accept any similar token from a trusted caller but never
 # let a header inject arbitrary text into the logs.
@@ -19,7 +23,7 @@ _HEADER = b"x-request-id"
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
-class RequestIdMiddleware:
+class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, *, access_log_enabled: bool = True) -> None:
         self.app = app
         self.access_log_enabled = access_log_enabled
@@ -34,16 +38,25 @@ class RequestIdMiddleware:
         token = request_id_var.set(request_id)
         status = 500
         started = time.perf_counter()
+        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 message["headers"] = [*message.get("headers", []), (_HEADER, raw_id)]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error")
+            if response_started:
+                raise
+            await problem(500, "internal error; the request id identifies it in the logs")(
+                scope, receive, send_with_id
+            )
         finally:
             if self.access_log_enabled and scope["path"] not in QUIET_PATHS:
                 access_log.info(

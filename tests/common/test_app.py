@@ -1,0 +1,142 @@
+"""What create_app gives every service: problem+json errors, request ids, health, metrics, auth."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated
+
+import pytest
+from fastapi import APIRouter, Depends, Query
+
+from services.common.app import create_app
+from services.common.auth import require_admin
+from services.common.problems import DependencyUnavailable, OverLimit
+from services.common.settings import ServiceSettings
+from tests.support.asgi import serve
+from tests.support.processes import free_port
+
+TOKEN = "app-test-token-0123456789abcdef"
+
+
+def _router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/items/{item_id}")
+    async def item(item_id: int, size: Annotated[int, Query(ge=1, le=10)] = 1) -> dict[str, int]:
+        logging.getLogger("test.items").info("serving item")
+        return {"item_id": item_id, "size": size}
+
+    @router.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("an unforeseen bug")
+
+    @router.get("/down")
+    async def down() -> None:
+        raise DependencyUnavailable("redis_7071 is not answering")
+
+    @router.get("/full")
+    async def full() -> None:
+        raise OverLimit("too many", retry_after_s=3)
+
+    @router.post("/admin/thing", dependencies=[Depends(require_admin)])
+    async def admin_thing() -> dict[str, bool]:
+        return {"done": True}
+
+    return router
+
+
+def _settings(**overrides: object) -> ServiceSettings:
+    return ServiceSettings(ADMIN_TOKEN=TOKEN, **overrides)  # type: ignore[arg-type]
+
+
+async def test_validation_errors_are_422_problems_without_the_input() -> None:
+    async with serve(create_app("apptest", _settings(), routers=[_router()])) as client:
+        response = await client.get("/items/abc", params={"size": "x" * 5000})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == 422 and body["title"] == "Unprocessable Entity"
+    assert {tuple(e["loc"]) for e in body["errors"]} == {("path", "item_id"), ("query", "size")}
+    assert "x" * 100 not in response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/nope", 404),
+        ("DELETE", "/items/1", 405),
+        ("GET", "/down", 503),
+        ("GET", "/boom", 500),
+    ],
+)
+async def test_errors_are_problem_documents(method: str, path: str, status: int) -> None:
+    async with serve(create_app("apptest", _settings(), routers=[_router()])) as client:
+        response = await client.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == status
+    assert "Traceback" not in response.text and "an unforeseen bug" not in response.text
+
+
+async def test_over_limit_carries_retry_after() -> None:
+    async with serve(create_app("apptest", _settings(), routers=[_router()])) as client:
+        response = await client.get("/full")
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "3"
+
+
+async def test_request_id_is_adopted_echoed_and_logged(capsys: pytest.CaptureFixture[str]) -> None:
+    async with serve(create_app("apptest", _settings(), routers=[_router()])) as client:
+        given = await client.get("/items/1", headers={"X-Request-ID": "abc123"})
+        minted = await client.get("/items/2")
+        hostile = await client.get("/items/3", headers={"X-Request-ID": "bad id\nforged line"})
+    assert given.headers["x-request-id"] == "abc123"
+    assert len(minted.headers["x-request-id"]) == 32
+    assert hostile.headers["x-request-id"] != "bad id\nforged line"
+    lines = [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]
+    served = [line for line in lines if line["message"] == "serving item"]
+    assert served[0]["request_id"] == "abc123" and served[0]["service"] == "apptest"
+    access = [line for line in lines if line["logger"] == "access"]
+    assert {line["request_id"] for line in access} >= {"abc123", minted.headers["x-request-id"]}
+    assert all("time" in line and "level" in line for line in lines)
+
+
+async def test_admin_needs_the_bearer_token() -> None:
+    async with serve(create_app("apptest", _settings(), routers=[_router()])) as client:
+        missing = await client.post("/admin/thing")
+        wrong = await client.post("/admin/thing", headers={"Authorization": "Bearer nope"})
+        right = await client.post("/admin/thing", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert missing.status_code == wrong.status_code == 401
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert right.status_code == 200 and right.json() == {"done": True}
+
+
+async def test_healthz_is_alive_and_readyz_names_the_failing_shard(scratch_redis: int) -> None:
+    dead = free_port()
+    shards = {
+        "up_shard": f"redis://127.0.0.1:{scratch_redis}",
+        "down_shard": f"redis://127.0.0.1:{dead}",
+    }
+    app = create_app("apptest", _settings(REDIS_SHARDS=shards, READY_TIMEOUT_S=0.5), routers=[])
+    async with serve(app) as client:
+        alive = await client.get("/healthz")
+        ready = await client.get("/readyz")
+    assert alive.status_code == 200
+    assert ready.status_code == 503
+    body = ready.json()
+    assert body["detail"] == "not ready: redis:down_shard"
+    assert body["checks"]["redis:up_shard"] == "ok"
+
+
+async def test_metrics_keep_status_codes_and_skip_health() -> None:
+    async with serve(create_app("apptest", _settings(), routers=[_router()])) as client:
+        await client.get("/items/1")
+        await client.get("/items/x")
+        await client.get("/healthz")
+        metrics = (await client.get("/metrics")).text
+    assert 'handler="/items/{item_id}",method="GET",status="422"' in metrics
+    assert 'handler="/items/{item_id}",method="GET",status="200"' in metrics
+    assert 'handler="/healthz"' not in metrics

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from fastapi import APIRouter
+from redis.asyncio import Redis
+
+from services.common.app import create_app
+from services.common.limiter import InFlightLimiter, Lease
+from services.common.settings import ServiceSettings
+from tests.support.asgi import serve
+from tests.support.processes import free_port
+
+TOKEN = "limiter-test-token-0123456789"
+
+
+async def test_concurrent_holders_never_exceed_the_cap(scratch_redis: int) -> None:
+    redis = Redis(port=scratch_redis)
+    limiter = InFlightLimiter("captest", redis, cap=5, lease_s=30)
+    holding = 0
+    peak = 0
+    granted = 0
+
+    async def one() -> None:
+        nonlocal holding, peak, granted
+        lease = await limiter.acquire()
+        if lease is None:
+            return
+        granted += 1
+        holding += 1
+        peak = max(peak, holding)
+        assert lease.occupancy <= 5
+        await asyncio.sleep(0.01)
+        holding -= 1
+        await limiter.release(lease)
+
+    for _ in range(5):
+        await asyncio.gather(*(one() for _ in range(100)))
+    assert peak == 5
+    assert granted >= 25
+    assert await redis.zcard(limiter.key) == 0
+    await redis.aclose()
+
+
+async def test_a_dead_holders_lease_is_reclaimed_after_expiry(scratch_redis: int) -> None:
+    redis = Redis(port=scratch_redis)
+    limiter = InFlightLimiter("leasetest", redis, cap=2, lease_s=0.5)
+    # Two holders that die without releasing (a killed worker).
+    assert await limiter.acquire() is not None
+    assert await limiter.acquire() is not None
+    assert await limiter.acquire() is None
+    await asyncio.sleep(0.6)
+    lease = await limiter.acquire()
+    assert isinstance(lease, Lease)
+    assert lease.occupancy == 1
+    await redis.aclose()
+
+
+@asynccontextmanager
+async def _app(redis_port: int, cap: int) -> AsyncIterator[httpx.AsyncClient]:
+    router = APIRouter()
+
+    @router.get("/slow")
+    async def slow() -> dict[str, str]:
+        await asyncio.sleep(0.2)
+        return {"ok": "yes"}
+
+    settings = ServiceSettings(
+        ADMIN_TOKEN=TOKEN,
+        REDIS_SHARDS={"only": f"redis://127.0.0.1:{redis_port}"},
+        INFLIGHT_LIMIT=cap,
+    )
+    async with serve(create_app("limitapp", settings, routers=[router])) as client:
+        yield client
+
+
+async def test_over_the_cap_answers_429_with_retry_after(scratch_redis: int) -> None:
+    async with _app(scratch_redis, cap=3) as client:
+        responses = await asyncio.gather(*(client.get("/slow") for _ in range(10)))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) == 3
+    assert statuses.count(429) == 7
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.headers["retry-after"] == "1"
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["status"] == 429
+
+
+async def test_health_endpoints_are_not_capped(scratch_redis: int) -> None:
+    redis = Redis(port=scratch_redis)
+    # Another replica holds every slot.
+    await redis.zadd("inflight:limitapp", {"other": time.time() * 1000 + 60_000})
+    async with _app(scratch_redis, cap=1) as client:
+        assert (await client.get("/slow")).status_code == 429
+        assert (await client.get("/healthz")).status_code == 200
+    await redis.aclose()
+
+
+async def test_redis_unreachable_fails_open() -> None:
+    async with _app(free_port(), cap=1) as client:
+        responses = await asyncio.gather(*(client.get("/slow") for _ in range(3)))
+    assert [r.status_code for r in responses] == [200, 200, 200]
+
+
+def test_cap_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="cap"):
+        InFlightLimiter("bad", Redis(), cap=0, lease_s=1)

@@ -1,0 +1,126 @@
+"""The counter as a user reaches it: HTTP through the nginx gateway, both instances behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from tests.counter.conftest import PageOn, ledger_total
+from tests.support.cluster import RunningCluster
+from tests.support.load import hammer
+
+FLUSH_WAIT_S = 1.6  # one flush interval (1 s in the test cluster) and a margin
+
+
+async def _wait_for(predicate_value: object, probe: object, timeout_s: float = 10) -> object:
+    assert callable(probe)
+    deadline = time.monotonic() + timeout_s
+    value = probe()
+    while value != predicate_value and time.monotonic() < deadline:
+        await asyncio.sleep(0.25)
+        value = probe()
+    return value
+
+
+async def test_post_contract_and_alias(cluster: RunningCluster, page_on: PageOn) -> None:
+    page = page_on(cluster.topo.shard_names[0])
+    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+        plural = await client.post(f"/visits/{page}")
+        singular = await client.post(f"/visit/{page}")
+    for response in (plural, singular):
+        assert response.status_code == 200
+        assert response.json() == {
+            "status": "success",
+            "message": f"Visit recorded for page {page}",
+        }
+        assert len(response.headers["x-request-id"]) == 32
+
+
+async def test_20000_concurrent_posts_are_counted_exactly(
+    cluster: RunningCluster, page_on: PageOn
+) -> None:
+    page = page_on(cluster.topo.shard_names[1])
+    result = await hammer("POST", [f"{cluster.gateway}/visits/{page}"] * 20_000, concurrency=200)
+    assert result.ok == 20_000, (result.statuses, result.errors)
+    await asyncio.sleep(FLUSH_WAIT_S)
+    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+        answers = [(await client.get(f"/visits/{page}")).json() for _ in range(4)]
+    assert {a["visits"] for a in answers} == {20_000}
+    # Both instances took POSTs: their shard reads agree with Redis itself.
+    owner = cluster.redis(cluster.topo.shard_names[1])
+    assert int(owner.get(f"visits:{page}") or 0) == 20_000
+    assert await _wait_for(20_000, lambda: ledger_total(cluster, page)) == 20_000
+
+
+async def test_daily_ledger_endpoint(cluster: RunningCluster, page_on: PageOn) -> None:
+    page = page_on(cluster.topo.shard_names[0])
+    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+        for _ in range(3):
+            assert (await client.post(f"/visits/{page}")).status_code == 200
+        await asyncio.sleep(FLUSH_WAIT_S)
+        body = (await client.get(f"/visits/{page}/daily", params={"days": 3})).json()
+        default = (await client.get(f"/visits/{page}/daily")).json()
+    assert body["page_id"] == page
+    assert [d["visits"] for d in body["days"]][-1] == 3 and body["total"] == 3
+    assert len(body["days"]) == 3 and len(default["days"]) == 7
+    assert body["days"] == sorted(body["days"], key=lambda d: d["day"])
+
+
+async def test_read_cache_then_shard_and_both_shards_used(
+    cluster: RunningCluster, page_on: PageOn
+) -> None:
+    shard_a, shard_b = cluster.topo.shard_names
+    pages = {shard_a: page_on(shard_a), shard_b: page_on(shard_b)}
+    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+        for page in pages.values():
+            await client.post(f"/visits/{page}")
+        await asyncio.sleep(FLUSH_WAIT_S)
+        for shard, page in pages.items():
+            first = [(await client.get(f"/visits/{page}")).json() for _ in range(12)]
+            assert {a["visits"] for a in first} == {1}
+            sources = [a["served_via"] for a in first]
+            # One shard read per instance at most; everything else from memory within the TTL.
+            assert set(sources) <= {shard, "in_memory"}
+            assert 1 <= sources.count(shard) <= 2
+            assert sources.count("in_memory") >= 10
+        await asyncio.sleep(5.2)  # COUNTER_CACHE_TTL_S = 5 in the test cluster
+        for shard, page in pages.items():
+            after = [(await client.get(f"/visits/{page}")).json()["served_via"] for _ in range(6)]
+            assert shard in after
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/visits/" + "a" * 129, 422),
+        ("POST", "/visits/" + "a" * 129, 422),
+        ("GET", "/visits/bad%20id", 422),
+        ("POST", "/visits/%C3%A9t%C3%A9", 422),
+        ("POST", "/visits/semi;colon", 422),
+        ("GET", "/visits/a/b", 404),
+        # nginx refuses a path that climbs above the root before any service sees it
+        ("GET", "/visits/..%2F..%2Fetc%2Fpasswd", 400),
+        ("GET", "/visits/" + "x" * 20_000, 414),
+        ("PUT", "/visits/home", 405),
+        ("DELETE", "/visits/home", 405),
+        ("POST", "/visits/home/daily", 405),
+        ("GET", "/visits/home/daily?days=0", 422),
+        ("GET", "/visits/home/daily?days=367", 422),
+        ("GET", "/visits/home/daily?days=seven", 422),
+        ("GET", "/metrics", 404),
+        ("GET", "/healthz", 404),
+        ("GET", "/readyz", 404),
+        ("GET", "/nothing/here", 404),
+    ],
+)
+async def test_bad_input_gets_a_json_4xx(
+    cluster: RunningCluster, method: str, path: str, status: int
+) -> None:
+    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+        response = await client.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"] in {"application/problem+json", "application/json"}
+    assert response.json()["status"] == status

@@ -1,0 +1,88 @@
+"""The test cluster: the same `python -m cluster up` a user runs, on offset ports and in a
+temporary state directory, so it never meets a developer's own `make run`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+from cluster.topology import ClusterSettings, Topology
+
+PORT_OFFSET = 10_000
+
+
+@dataclass
+class RunningCluster:
+    topo: Topology
+    env: dict[str, str]
+
+    @property
+    def gateway(self) -> str:
+        return self.topo.gateway_url
+
+    @property
+    def admin_token(self) -> str:
+        return self.topo.admin_token()
+
+    @property
+    def mysql_dsn(self) -> str:
+        return self.topo.private_mysql_dsn()
+
+    def instance_url(self, name: str) -> str:
+        port = next(i.port for i in self.topo.instances if i.name == name)
+        return f"http://127.0.0.1:{port}"
+
+    def redis(self, shard: str) -> redis.Redis:
+        port = dict(zip(self.topo.shard_names, self.topo.redis_ports, strict=True))[shard]
+        return redis.Redis(port=port, socket_timeout=2)
+
+    def cli(self, *args: str, check: bool = True) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "cluster", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=180,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"cluster {args}: {result.stdout}{result.stderr}")
+        return result.stdout
+
+    def ctl(self, *args: str) -> str:
+        return self.cli("ctl", *args, check=False)
+
+    def wait_ready(self, name: str, timeout_s: float = 60) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self.instance_url(name)}/readyz", timeout=2) as r:  # noqa: S310
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"{name} not ready after {timeout_s}s")
+
+
+def start(state_dir: Path) -> RunningCluster:
+    env = {k: v for k, v in os.environ.items() if k not in {"MYSQL_DSN", "ADMIN_TOKEN"}}
+    env.update(
+        QUARTET_STATE_DIR=str(state_dir),
+        QUARTET_PORT_OFFSET=str(PORT_OFFSET),
+        ENVIRONMENT="test",
+        COUNTER_FLUSH_INTERVAL_S="1",
+        COUNTER_CACHE_TTL_S="5",
+    )
+    topo = Topology(ClusterSettings(STATE_DIR=state_dir, PORT_OFFSET=PORT_OFFSET))
+    cluster = RunningCluster(topo, env)
+    cluster.cli("up")
+    return cluster
