@@ -1,11 +1,11 @@
 """The local cluster, run by supervisord: `python -m cluster run|up|down|status|clean|ctl ...`.
 
-    run     everything in the foreground, logs on stdout; Ctrl-C stops it all gracefully
-    up      the same, detached; returns once every service answers /readyz
-    down    graceful stop of what `up` started (SIGTERM: services flush their buffers)
-    status  supervisord's view of every process
-    clean   down, then delete all local state (.run/: data, logs, secrets)
-    ctl     any supervisorctl command, e.g. `ctl stop counter_1`
+run     everything in the foreground, logs on stdout; Ctrl-C stops it all gracefully
+up      the same, detached; returns once every service answers /readyz
+down    graceful stop of what `up` started (SIGTERM: services flush their buffers)
+status  supervisord's view of every process
+clean   down, then delete all local state (.run/: data, logs, secrets)
+ctl     any supervisorctl command, e.g. `ctl stop counter_1`
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ def supervisor_pid(topo: Topology) -> int | None:
 def ctl(topo: Topology, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [_bin("supervisorctl"), "-c", str(topo.supervisor_conf), *args],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if check and result.returncode not in (0, 3):  # 3: some process is not running (status)
         raise SystemExit(f"supervisorctl {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
@@ -76,7 +78,7 @@ def prepare(topo: Topology, *, foreground: bool) -> tuple[str, bool]:
     external = os.environ.get("MYSQL_DSN")
     private = not (external and mariadb.reachable(external))
     if external and private:
-        say(f"MYSQL_DSN is set but not reachable; starting a private MariaDB instead")
+        say("MYSQL_DSN is set but not reachable; starting a private MariaDB instead")
     ports = [topo.gateway_port, topo.internal_port, *topo.redis_ports]
     ports += [i.port for i in topo.instances] + ([topo.mysql_port] if private else [])
     busy = [port for port in ports if not _port_free(port)]
@@ -127,7 +129,11 @@ def orchestrate(topo: Topology, dsn: str, private: bool) -> None:
     for spec in SERVICES:
         ctl(topo, "start", f"{spec.name}:*")
     for instance in topo.instances:
-        _wait(instance.name, lambda i=instance: _http_ok(f"http://127.0.0.1:{i.port}/readyz"), timeout_s)
+        _wait(
+            instance.name,
+            lambda i=instance: _http_ok(f"http://127.0.0.1:{i.port}/readyz"),
+            timeout_s,
+        )
     ctl(topo, "start", "nginx")
     _wait("gateway", lambda: _http_ok(f"{topo.gateway_url}/gateway/health"), timeout_s)
 
@@ -137,9 +143,17 @@ def summary(topo: Topology, private: bool, foreground: bool) -> None:
         ("gateway", f"{topo.gateway_url}  (public)"),
         ("gateway, internal", f"http://127.0.0.1:{topo.internal_port}  (loopback, no limits)"),
         *((i.name, f"http://127.0.0.1:{i.port}") for i in topo.instances),
-        *((n, f"redis://127.0.0.1:{p}") for n, p in zip(topo.shard_names, topo.redis_ports, strict=True)),
+        *(
+            (n, f"redis://127.0.0.1:{p}")
+            for n, p in zip(topo.shard_names, topo.redis_ports, strict=True)
+        ),
         ("mysql", f"127.0.0.1:{topo.mysql_port} (private MariaDB)" if private else "$MYSQL_DSN"),
-        ("admin token", str(topo.secrets_dir / "admin_token") if not os.environ.get("ADMIN_TOKEN") else "$ADMIN_TOKEN"),
+        (
+            "admin token",
+            str(topo.secrets_dir / "admin_token")
+            if not os.environ.get("ADMIN_TOKEN")
+            else "$ADMIN_TOKEN",
+        ),
         ("logs", "this terminal" if foreground else str(topo.state / "logs")),
     ]
     width = max(len(name) for name, _ in rows)

@@ -18,8 +18,13 @@ def reachable(dsn: str, timeout_s: float = 2.0) -> bool:
     target = MysqlTarget.from_dsn(dsn)
     try:
         conn = pymysql.connect(
-            host=target.host, port=target.port, user=target.user, password=target.password,
-            database=target.database, unix_socket=target.unix_socket, connect_timeout=timeout_s,
+            host=target.host,
+            port=target.port,
+            user=target.user,
+            password=target.password,
+            database=target.database,
+            unix_socket=target.unix_socket,
+            connect_timeout=timeout_s,
         )
     except pymysql.Error:
         return False
@@ -35,8 +40,11 @@ def initialise(topo: Topology) -> None:
     data.mkdir(parents=True, exist_ok=True)
     print("[cluster] creating a private MariaDB in", data, flush=True)
     args = [
-        which("mariadb-install-db"), "--no-defaults", f"--datadir={data}",
-        "--auth-root-authentication-method=socket", "--skip-test-db",
+        which("mariadb-install-db"),
+        "--no-defaults",
+        f"--datadir={data}",
+        "--auth-root-authentication-method=socket",
+        "--skip-test-db",
     ]
     if os.geteuid() == 0:
         args.append("--user=root")

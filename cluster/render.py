@@ -73,7 +73,13 @@ def service_env(topo: Topology, instance: Instance, mysql_dsn: str) -> dict[str,
 
 
 def _program(
-    name: str, command: list[str], *, log: str, autostart: bool, priority: int, stopwait: int,
+    name: str,
+    command: list[str],
+    *,
+    log: str,
+    autostart: bool,
+    priority: int,
+    stopwait: int,
     env: Mapping[str, str] | None = None,
 ) -> str:
     lines = [
@@ -106,7 +112,9 @@ def _escape(value: str) -> str:
     return value.replace("%", "%%").replace('"', '\\"')
 
 
-def render_supervisor(topo: Topology, *, foreground: bool, mysql_dsn: str, private_mysql: bool) -> Path:
+def render_supervisor(
+    topo: Topology, *, foreground: bool, mysql_dsn: str, private_mysql: bool
+) -> Path:
     state = topo.state
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -131,26 +139,55 @@ def render_supervisor(topo: Topology, *, foreground: bool, mysql_dsn: str, priva
         data.mkdir(parents=True, exist_ok=True)
         # AOF with fsync every second: at most a second of counts lost on a machine crash.
         command = [
-            redis, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--daemonize", "no", "--protected-mode", "yes",
+            redis,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
         ]
-        sections.append(_program(name, command, log=log_for(name), autostart=True, priority=10, stopwait=30))
+        sections.append(
+            _program(name, command, log=log_for(name), autostart=True, priority=10, stopwait=30)
+        )
     if private_mysql:
         command = [which("mariadbd"), *mariadb_args(topo)]
-        sections.append(_program("mariadb", command, log=log_for("mariadb"), autostart=True, priority=10, stopwait=60))
+        sections.append(
+            _program(
+                "mariadb", command, log=log_for("mariadb"), autostart=True, priority=10, stopwait=60
+            )
+        )
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     for spec in SERVICES:
         members = topo.instances_of(spec.name)
         for instance in members:
             command = [
-                gunicorn, "-c", "python:services.common.gunicorn_conf",
-                "--bind", f"127.0.0.1:{instance.port}", f"services.{spec.name}.app:app",
+                gunicorn,
+                "-c",
+                "python:services.common.gunicorn_conf",
+                "--bind",
+                f"127.0.0.1:{instance.port}",
+                f"services.{spec.name}.app:app",
             ]
             sections.append(
                 _program(
-                    instance.name, command, log=log_for(instance.name), autostart=False,
-                    priority=500, stopwait=40, env=service_env(topo, instance, mysql_dsn),
+                    instance.name,
+                    command,
+                    log=log_for(instance.name),
+                    autostart=False,
+                    priority=500,
+                    stopwait=40,
+                    env=service_env(topo, instance, mysql_dsn),
                 )
             )
         sections.append(f"[group:{spec.name}]\nprograms={','.join(i.name for i in members)}\n")
@@ -159,10 +196,17 @@ def render_supervisor(topo: Topology, *, foreground: bool, mysql_dsn: str, priva
     # directory under a private home or a 0700 temp dir; locally they stay the invoking user.
     directives = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
     command = [
-        which("nginx"), "-p", f"{nginx_prefix}/", "-c", str(nginx_prefix / "nginx.conf"),
-        "-g", directives,
+        which("nginx"),
+        "-p",
+        f"{nginx_prefix}/",
+        "-c",
+        str(nginx_prefix / "nginx.conf"),
+        "-g",
+        directives,
     ]
-    sections.append(_program("nginx", command, log=log_for("nginx"), autostart=False, priority=900, stopwait=20))
+    sections.append(
+        _program("nginx", command, log=log_for("nginx"), autostart=False, priority=900, stopwait=20)
+    )
     topo.supervisor_conf.write_text("\n".join(sections))
     topo.supervisor_conf.chmod(0o600)
     return topo.supervisor_conf

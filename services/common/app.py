@@ -54,13 +54,24 @@ class Kit:
         return self.mysql
 
 
+# Latency buckets for services that answer in milliseconds: the SLO lines (25 ms p99 at half
+# load, 100 ms under the 1,000-user profile) fall on bucket edges.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
 @cache
-def _http_metrics() -> Callable[[metrics.Info], None]:
-    # The RED metrics are process-wide: built once, so an app built again in the same process
-    # (tests) records into the same series instead of silently into none.
-    instrumentation = metrics.default()
-    assert instrumentation is not None
-    return instrumentation
+def _http_metrics() -> tuple[Callable[[metrics.Info], None], ...]:
+    """The RED metrics: requests by handler, method and exact status, and latency by handler.
+
+    Only these two: the instrumentator's default set (sizes, a second latency histogram) cost a
+    measurable share of a trivial request. Built once per process, so an app built again in the
+    same process (tests) records into the same series instead of silently into none.
+    """
+    requests = metrics.requests()
+    latency = metrics.latency(should_include_status=False, buckets=LATENCY_BUCKETS)
+    assert requests is not None
+    assert latency is not None
+    return requests, latency
 
 
 ServiceLifespan = Callable[[FastAPI, Kit], AbstractAsyncContextManager[None]]
@@ -147,6 +158,6 @@ def create_app(
     Instrumentator(
         should_group_status_codes=False,
         excluded_handlers=[f"^{path}$" for path in QUIET_PATHS],
-    ).add(_http_metrics()).instrument(app).expose(app, include_in_schema=False)
+    ).add(*_http_metrics()).instrument(app).expose(app, include_in_schema=False)
     app.add_middleware(RequestContextMiddleware, access_log_enabled=settings.ACCESS_LOG)
     return app

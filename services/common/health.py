@@ -1,5 +1,9 @@
 """Liveness (`/healthz`: the process answers, no I/O) and readiness (`/readyz`: every dependency
-answers within READY_TIMEOUT_S). A 503 from /readyz names each failing dependency."""
+answers within READY_TIMEOUT_S). A 503 from /readyz names each failing dependency.
+
+`/ping` is the stack's trivial endpoint: no I/O, but unlike the probes it goes through every
+middleware (request id, access log, metrics), so benchmarks use it as the ceiling a real endpoint
+of the same stack is compared with. The gateway serves it on its internal listener only."""
 
 from __future__ import annotations
 
@@ -32,6 +36,10 @@ def health_router() -> APIRouter:
     @router.get("/healthz")
     async def healthz() -> Response:
         return OrjsonResponse({"status": "ok"})
+
+    @router.get("/ping")
+    async def ping() -> Response:
+        return OrjsonResponse({"pong": True})
 
     @router.get("/readyz")
     async def readyz(request: Request) -> Response:

@@ -58,7 +58,10 @@ class ServiceSettings(BaseSettings):
     REDIS_TIMEOUT_S: float = Field(0.5, gt=0, le=30)
     MYSQL_POOL_SIZE: int = Field(4, ge=1, le=200)
     READY_TIMEOUT_S: float = Field(1.0, gt=0, le=10)
-    ACCESS_LOG: bool = True
+    # nginx writes the access log of every request (with the request id and upstream timing);
+    # a second line per request from the service costs ~45 % of a trivial request's throughput
+    # (docs/performance.md), so it is opt-in.
+    ACCESS_LOG: bool = False
     MIGRATE_ON_START: bool = True
     # Cluster-wide cap on requests in flight for this service (0 = no cap); see limiter.py.
     INFLIGHT_LIMIT: int = Field(0, ge=0)

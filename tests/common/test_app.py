@@ -56,7 +56,8 @@ async def test_validation_errors_are_422_problems_without_the_input() -> None:
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
-    assert body["status"] == 422 and body["title"] == "Unprocessable Entity"
+    assert body["status"] == 422
+    assert body["title"] == "Unprocessable Entity"
     assert {tuple(e["loc"]) for e in body["errors"]} == {("path", "item_id"), ("query", "size")}
     assert "x" * 100 not in response.text
 
@@ -76,7 +77,8 @@ async def test_errors_are_problem_documents(method: str, path: str, status: int)
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["status"] == status
-    assert "Traceback" not in response.text and "an unforeseen bug" not in response.text
+    assert "Traceback" not in response.text
+    assert "an unforeseen bug" not in response.text
 
 
 async def test_over_limit_carries_retry_after() -> None:
@@ -87,7 +89,8 @@ async def test_over_limit_carries_retry_after() -> None:
 
 
 async def test_request_id_is_adopted_echoed_and_logged(capsys: pytest.CaptureFixture[str]) -> None:
-    async with serve(create_app("apptest", _settings(), routers=[_router()])) as client:
+    app = create_app("apptest", _settings(ACCESS_LOG=True), routers=[_router()])
+    async with serve(app) as client:
         given = await client.get("/items/1", headers={"X-Request-ID": "abc123"})
         minted = await client.get("/items/2")
         hostile = await client.get("/items/3", headers={"X-Request-ID": "bad id\nforged line"})
@@ -98,7 +101,8 @@ async def test_request_id_is_adopted_echoed_and_logged(capsys: pytest.CaptureFix
         json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
     ]
     served = [line for line in lines if line["message"] == "serving item"]
-    assert served[0]["request_id"] == "abc123" and served[0]["service"] == "apptest"
+    assert served[0]["request_id"] == "abc123"
+    assert served[0]["service"] == "apptest"
     access = [line for line in lines if line["logger"] == "access"]
     assert {line["request_id"] for line in access} >= {"abc123", minted.headers["x-request-id"]}
     assert all("time" in line and "level" in line for line in lines)
@@ -111,7 +115,8 @@ async def test_admin_needs_the_bearer_token() -> None:
         right = await client.post("/admin/thing", headers={"Authorization": f"Bearer {TOKEN}"})
     assert missing.status_code == wrong.status_code == 401
     assert missing.headers["www-authenticate"] == "Bearer"
-    assert right.status_code == 200 and right.json() == {"done": True}
+    assert right.status_code == 200
+    assert right.json() == {"done": True}
 
 
 async def test_healthz_is_alive_and_readyz_names_the_failing_shard(scratch_redis: int) -> None:

@@ -26,7 +26,7 @@ def test_shards_parse_in_order_with_stable_names() -> None:
     ],
 )
 def test_bad_shard_lists_are_refused(raw: str) -> None:
-    with pytest.raises(ValueError, match="shard|redis url"):
+    with pytest.raises(ValueError, match=r"shard|redis url"):
         parse_shards(raw)
 
 

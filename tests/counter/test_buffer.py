@@ -109,10 +109,13 @@ def test_a_retried_batch_keeps_its_sequence_and_content() -> None:
     buffer.add("a", 1)
     again = buffer.next_batch(100)
     assert first is again
-    assert again is not None and again.deltas == {"a": 1}
+    assert again is not None
+    assert again.deltas == {"a": 1}
     buffer.confirm(again, 2, LRUCache(maxsize=1))
     following = buffer.next_batch(100)
-    assert following is not None and following.seq == again.seq + 1 and following.deltas == {"a": 1}
+    assert following is not None
+    assert following.seq == again.seq + 1
+    assert following.deltas == {"a": 1}
 
 
 def test_batches_are_cut_to_the_key_limit_in_arrival_order() -> None:
@@ -125,7 +128,8 @@ def test_batches_are_cut_to_the_key_limit_in_arrival_order() -> None:
         cuts.append(list(batch.deltas))
         buffer.confirm(batch, 0, cache)
     assert cuts == [["a", "b"], ["c", "d"], ["e"]]
-    assert buffer.outstanding == 0 and buffer.stalled_since is None
+    assert buffer.outstanding == 0
+    assert buffer.stalled_since is None
 
 
 def test_confirmed_batches_are_pruned_after_the_retention() -> None:

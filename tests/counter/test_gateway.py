@@ -64,8 +64,10 @@ async def test_daily_ledger_endpoint(cluster: RunningCluster, page_on: PageOn) -
         body = (await client.get(f"/visits/{page}/daily", params={"days": 3})).json()
         default = (await client.get(f"/visits/{page}/daily")).json()
     assert body["page_id"] == page
-    assert [d["visits"] for d in body["days"]][-1] == 3 and body["total"] == 3
-    assert len(body["days"]) == 3 and len(default["days"]) == 7
+    assert [d["visits"] for d in body["days"]][-1] == 3
+    assert body["total"] == 3
+    assert len(body["days"]) == 3
+    assert len(default["days"]) == 7
     assert body["days"] == sorted(body["days"], key=lambda d: d["day"])
 
 

@@ -56,7 +56,8 @@ class RunningCluster:
         return result.stdout
 
     def ctl(self, *args: str) -> str:
-        return self.cli("ctl", *args, check=False)
+        """supervisorctl, e.g. ctl("stop", "counter:counter_1"); raises if it reports failure."""
+        return self.cli("ctl", *args)
 
     def wait_ready(self, name: str, timeout_s: float = 60) -> None:
         import urllib.request
