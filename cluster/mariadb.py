@@ -11,21 +11,12 @@ import time
 import pymysql
 
 from cluster.topology import Topology, which
-from services.common.mysql import MysqlTarget
+from services.common.mysql import connect_blocking
 
 
 def reachable(dsn: str, timeout_s: float = 2.0) -> bool:
-    target = MysqlTarget.from_dsn(dsn)
     try:
-        conn = pymysql.connect(
-            host=target.host,
-            port=target.port,
-            user=target.user,
-            password=target.password,
-            database=target.database,
-            unix_socket=target.unix_socket,
-            connect_timeout=timeout_s,
-        )
+        conn = connect_blocking(dsn, timeout_s=timeout_s)
     except pymysql.Error:
         return False
     conn.close()

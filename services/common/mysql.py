@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiomysql
+import pymysql
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,20 @@ class MysqlTarget:
             database=parts.path.strip("/"),
             unix_socket=socket,
         )
+
+
+def connect_blocking(dsn: str, *, timeout_s: float = 2.0) -> pymysql.Connection:
+    """A plain blocking connection, for command-line tools and tests."""
+    target = MysqlTarget.from_dsn(dsn)
+    return pymysql.connect(
+        host=target.host,
+        port=target.port,
+        user=target.user,
+        password=target.password,
+        database=target.database,
+        unix_socket=target.unix_socket,
+        connect_timeout=timeout_s,
+    )
 
 
 async def create_pool(dsn: str, *, size: int, connect_timeout_s: float = 2.0) -> aiomysql.Pool:

@@ -25,8 +25,21 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import TypeVar
 
 from cachetools import LRUCache
+
+K = TypeVar("K")
+
+
+def take_up_to(pending: dict[K, int], limit: int) -> tuple[dict[K, int], dict[K, int]]:
+    """Split off the oldest `limit` entries: (taken, rest). The whole dict when it fits."""
+    if len(pending) <= limit:
+        return pending, {}
+    taken = dict(islice(pending.items(), limit))
+    for key in taken:
+        del pending[key]
+    return taken, pending
 
 
 @dataclass
@@ -81,12 +94,7 @@ class ShardBuffer:
             return waiting
         if not self.pending:
             return None
-        if len(self.pending) <= max_keys:
-            deltas, self.pending = self.pending, {}
-        else:
-            deltas = dict(islice(self.pending.items(), max_keys))
-            for page_id in deltas:
-                del self.pending[page_id]
+        deltas, self.pending = take_up_to(self.pending, max_keys)
         batch = Batch(self._next_seq, deltas)
         if not self.pending:
             # Waiters belong to the first batch that holds everything buffered before them.

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from itertools import islice
+
+from services.counter.buffer import take_up_to
 
 LedgerKey = tuple[str, dt.date]
 
@@ -35,12 +36,7 @@ class LedgerBuffer:
             return self.unconfirmed
         if not self.pending:
             return None
-        if len(self.pending) <= max_rows:
-            deltas, self.pending = self.pending, {}
-        else:
-            deltas = dict(islice(self.pending.items(), max_rows))
-            for key in deltas:
-                del self.pending[key]
+        deltas, self.pending = take_up_to(self.pending, max_rows)
         self.unconfirmed = LedgerBatch(uuid.uuid4().hex, deltas)
         return self.unconfirmed
 

@@ -4,10 +4,9 @@ import itertools
 import uuid
 from collections.abc import Callable
 
-import pymysql
 import pytest
 
-from services.common.mysql import MysqlTarget
+from services.common.mysql import connect_blocking
 from services.common.ring import ShardRing
 from tests.support.cluster import RunningCluster
 
@@ -31,14 +30,7 @@ def page_on(cluster: RunningCluster) -> PageOn:
 
 
 def ledger_total(cluster: RunningCluster, page_id: str) -> int:
-    target = MysqlTarget.from_dsn(cluster.mysql_dsn)
-    conn = pymysql.connect(
-        host=target.host,
-        port=target.port,
-        user=target.user,
-        password=target.password,
-        database=target.database,
-    )
+    conn = connect_blocking(cluster.mysql_dsn)
     try:
         with conn.cursor() as cur:
             cur.execute(

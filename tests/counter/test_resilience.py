@@ -14,9 +14,22 @@ import httpx
 
 from tests.counter.conftest import PageOn, ledger_total
 from tests.support.cluster import RunningCluster
-from tests.support.load import hammer
+from tests.support.load import LoadResult, hammer
 
 MANY = 200_000  # more URLs than the load can send before the test stops it
+
+
+class PostLoad:
+    """POSTs for one page through the gateway, 50 at a time, until finish() is awaited."""
+
+    def __init__(self, cluster: RunningCluster, page: str) -> None:
+        self._stop = asyncio.Event()
+        urls = [f"{cluster.gateway}/visits/{page}"] * MANY
+        self._task = asyncio.create_task(hammer("POST", urls, concurrency=50, stop=self._stop))
+
+    async def finish(self) -> LoadResult:
+        self._stop.set()
+        return await self._task
 
 
 async def _settled(cluster: RunningCluster, shard: str, page: str, expected: int) -> int:
@@ -37,16 +50,12 @@ async def test_sigterm_mid_load_loses_and_duplicates_nothing(
 ) -> None:
     shard = cluster.topo.shard_names[0]
     page = page_on(shard)
-    stop = asyncio.Event()
-    load = asyncio.create_task(
-        hammer("POST", [f"{cluster.gateway}/visits/{page}"] * MANY, concurrency=50, stop=stop)
-    )
+    load = PostLoad(cluster, page)
     await asyncio.sleep(1.0)
     # supervisorctl stop = SIGTERM to gunicorn: workers drain, flush, exit.
     await asyncio.to_thread(cluster.ctl, "stop", "counter:counter_1")
     await asyncio.sleep(1.0)  # the load goes on against the remaining instance
-    stop.set()
-    result = await load
+    result = await load.finish()
     await asyncio.to_thread(cluster.ctl, "start", "counter:counter_1")
     await asyncio.to_thread(cluster.wait_ready, "counter_1")
     assert result.ok > 1000, result
@@ -65,15 +74,11 @@ async def test_sigterm_to_one_worker_mid_load_is_exact(
     master = int(cluster.ctl("pid", "counter:counter_2").strip())
     workers = [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
     assert len(workers) == 2
-    stop = asyncio.Event()
-    load = asyncio.create_task(
-        hammer("POST", [f"{cluster.gateway}/visits/{page}"] * MANY, concurrency=50, stop=stop)
-    )
+    load = PostLoad(cluster, page)
     await asyncio.sleep(1.0)
     os.kill(workers[0], signal.SIGTERM)  # gunicorn replaces it; it flushes before exiting
     await asyncio.sleep(1.5)
-    stop.set()
-    result = await load
+    result = await load.finish()
     assert result.ok > 1000, result
     assert await _settled(cluster, shard, page, result.ok) == result.ok, result
 
@@ -83,10 +88,7 @@ async def test_shard_killed_during_load_then_back_is_exact(
 ) -> None:
     shard = cluster.topo.shard_names[1]
     page = page_on(shard)
-    stop = asyncio.Event()
-    load = asyncio.create_task(
-        hammer("POST", [f"{cluster.gateway}/visits/{page}"] * MANY, concurrency=50, stop=stop)
-    )
+    load = PostLoad(cluster, page)
     await asyncio.sleep(1.0)
     pid = int(cluster.ctl("pid", shard).strip())
     os.kill(pid, signal.SIGKILL)
@@ -98,8 +100,7 @@ async def test_shard_killed_during_load_then_back_is_exact(
         ready = await client.get(f"{cluster.instance_url('counter_2')}/readyz")
     await asyncio.to_thread(cluster.ctl, "start", shard)
     await asyncio.sleep(1.0)
-    stop.set()
-    result = await load
+    result = await load.finish()
 
     assert during["served_via"] == "in_memory"
     assert during["degraded"] is True

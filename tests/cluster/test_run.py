@@ -1,0 +1,91 @@
+"""`make run` as a person uses it: the cluster in the foreground, Ctrl-C stops it all gracefully
+(buffered visits reach Redis), and the next start finds the data again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+OFFSET = 20_000
+GATEWAY = f"http://127.0.0.1:{8080 + OFFSET}"
+
+
+def _env(state: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"MYSQL_DSN", "ADMIN_TOKEN"}}
+    env.update(
+        QUARTET_STATE_DIR=str(state),
+        QUARTET_PORT_OFFSET=str(OFFSET),
+        QUARTET_INSTANCES="1",
+        # Longer than the test: the visits can only reach Redis through the shutdown flush.
+        COUNTER_FLUSH_INTERVAL_S="600",
+    )
+    return env
+
+
+def _wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return
+        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} not seen in {timeout_s}s: {log.read_text()[-3000:]}")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_ctrl_c_stops_everything_after_flushing(tmp_path: Path) -> None:
+    state, log = tmp_path / "state", tmp_path / "run.log"
+    env = _env(state)
+    with log.open("wb") as out:
+        # Its own process group, like a shell job: SIGINT to the group is the terminal's Ctrl-C.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cluster", "run"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_for(log, "Ctrl-C stops the cluster", proc, timeout_s=120)
+        for _ in range(7):
+            assert httpx.post(f"{GATEWAY}/visits/ctrl-c").status_code == 200
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(90) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = log.read_text(errors="replace")
+    assert "counter flushed at shutdown" in output
+    ports = [8080, 8081, 8110, 7070, 7071, 3307]
+    assert not [p + OFFSET for p in ports if _listening(p + OFFSET)]
+
+    # The next start reuses the state: the seven visits are there.
+    subprocess.run(
+        [sys.executable, "-m", "cluster", "up"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    try:
+        assert httpx.get(f"{GATEWAY}/visits/ctrl-c").json()["visits"] == 7
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "cluster", "clean"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    assert not state.exists()
