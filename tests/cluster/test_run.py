@@ -13,20 +13,15 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.cluster import cluster_env
+
 OFFSET = 20_000
 GATEWAY = f"http://127.0.0.1:{8080 + OFFSET}"
 
 
 def _env(state: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"MYSQL_DSN", "ADMIN_TOKEN"}}
-    env.update(
-        QUARTET_STATE_DIR=str(state),
-        QUARTET_PORT_OFFSET=str(OFFSET),
-        QUARTET_INSTANCES="1",
-        # Longer than the test: the visits can only reach Redis through the shutdown flush.
-        COUNTER_FLUSH_INTERVAL_S="600",
-    )
-    return env
+    # Flush interval longer than the test: the visits can only reach Redis by the shutdown flush.
+    return cluster_env(state, OFFSET, QUARTET_INSTANCES="1", COUNTER_FLUSH_INTERVAL_S="600")
 
 
 def _wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:

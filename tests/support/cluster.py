@@ -74,11 +74,18 @@ class RunningCluster:
         raise AssertionError(f"{name} not ready after {timeout_s}s")
 
 
-def start(state_dir: Path) -> RunningCluster:
+def cluster_env(state_dir: Path, port_offset: int, **settings: str) -> dict[str, str]:
+    """The environment of `python -m cluster` for a private cluster: its own state directory and
+    ports, a private MariaDB and a generated token whatever the caller's environment says."""
     env = {k: v for k, v in os.environ.items() if k not in {"MYSQL_DSN", "ADMIN_TOKEN"}}
-    env.update(
-        QUARTET_STATE_DIR=str(state_dir),
-        QUARTET_PORT_OFFSET=str(PORT_OFFSET),
+    env.update(QUARTET_STATE_DIR=str(state_dir), QUARTET_PORT_OFFSET=str(port_offset), **settings)
+    return env
+
+
+def start(state_dir: Path) -> RunningCluster:
+    env = cluster_env(
+        state_dir,
+        PORT_OFFSET,
         ENVIRONMENT="test",
         COUNTER_FLUSH_INTERVAL_S="1",
         COUNTER_CACHE_TTL_S="5",
