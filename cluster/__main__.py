@@ -126,6 +126,7 @@ def orchestrate(topo: Topology, dsn: str, private: bool) -> None:
         mariadb.provision(topo, timeout_s)
     say("applying migrations")
     asyncio.run(migrations.run([s.name for s in SERVICES], dsn))
+    load_banner_data(topo, dsn)
     for spec in SERVICES:
         ctl(topo, "start", f"{spec.name}:*")
     for instance in topo.instances:
@@ -136,6 +137,18 @@ def orchestrate(topo: Topology, dsn: str, private: bool) -> None:
         )
     ctl(topo, "start", "nginx")
     _wait("gateway", lambda: _http_ok(f"{topo.gateway_url}/gateway/health"), timeout_s)
+
+
+def load_banner_data(topo: Topology, dsn: str) -> None:
+    """Generate the demo dataset on first start (unless BANNER_DATA_DIR names one) and ingest it;
+    ingesting is idempotent, so later starts only confirm nothing changed."""
+    data = topo.banner_data()
+    if not os.environ.get("BANNER_DATA_DIR") and not data.exists():
+        say(f"generating the demo banner dataset in {data}")
+        subprocess.run([sys.executable, "-m", "services.banner.generate", str(data)], check=True)
+    say(f"ingesting banner data from {data}")
+    env = {**os.environ, "MYSQL_DSN": dsn, "REDIS_SHARDS": topo.redis_shards}
+    subprocess.run([sys.executable, "-m", "services.banner.ingest", str(data)], env=env, check=True)
 
 
 def summary(topo: Topology, private: bool, foreground: bool) -> None:

@@ -69,6 +69,11 @@ def service_env(topo: Topology, instance: Instance, mysql_dsn: str) -> dict[str,
         PYTHONUNBUFFERED="1",
     )
     env.setdefault("ENVIRONMENT", "development")
+    spec = next(s for s in SERVICES if s.name == instance.service)
+    for name in spec.secrets:
+        env[name] = os.environ.get(name) or topo.secret(name.lower())
+    if instance.service == "banner":
+        env["BANNER_IMAGES_DIR"] = str(topo.banner_data() / "images")
     return env
 
 

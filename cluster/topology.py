@@ -23,11 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 class ServiceSpec:
     name: str
     base_port: int
-    # env names the service reads besides the cluster-wide ones
-    extra_env: tuple[tuple[str, str], ...] = ()
+    # env names of secrets the service needs, generated under .run/secrets unless set
+    secrets: tuple[str, ...] = ()
 
 
-SERVICES: tuple[ServiceSpec, ...] = (ServiceSpec("counter", 8110),)
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("counter", 8110),
+    ServiceSpec("banner", 8120, secrets=("BANNER_COOKIE_SECRET",)),
+)
 REDIS_BASE_PORTS = (7070, 7071)
 
 
@@ -116,6 +119,11 @@ class Topology:
             path.write_text(secrets.token_urlsafe(32))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    def banner_data(self) -> Path:
+        """The dataset the banner service serves: $BANNER_DATA_DIR, else generated data."""
+        given = os.environ.get("BANNER_DATA_DIR")
+        return Path(given).resolve() if given else self.state / "banner-data"
 
     def admin_token(self) -> str:
         return os.environ.get("ADMIN_TOKEN") or self.secret("admin_token")

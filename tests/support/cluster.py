@@ -15,6 +15,8 @@ import redis
 from cluster.topology import ClusterSettings, Topology
 
 PORT_OFFSET = 10_000
+# The original DataChef dataset, beside the repository (never copied into it).
+ORIGINAL_BANNERS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "banners"
 
 
 @dataclass
@@ -83,12 +85,15 @@ def cluster_env(state_dir: Path, port_offset: int, **settings: str) -> dict[str,
 
 
 def start(state_dir: Path) -> RunningCluster:
+    if not (ORIGINAL_BANNERS / "1").is_dir():
+        raise RuntimeError(f"the original banner dataset is expected in {ORIGINAL_BANNERS}")
     env = cluster_env(
         state_dir,
         PORT_OFFSET,
         ENVIRONMENT="test",
         COUNTER_FLUSH_INTERVAL_S="1",
         COUNTER_CACHE_TTL_S="5",
+        BANNER_DATA_DIR=str(ORIGINAL_BANNERS),
     )
     topo = Topology(ClusterSettings(STATE_DIR=state_dir, PORT_OFFSET=PORT_OFFSET))
     cluster = RunningCluster(topo, env)

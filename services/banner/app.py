@@ -1,0 +1,58 @@
+"""The banner service: `gunicorn services.banner.app:app`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cache
+
+from fastapi import FastAPI
+
+from services.banner.api import router
+from services.banner.catalog import SETS_CHANNEL, Catalog
+from services.banner.giftcodes import GiftCodes
+from services.banner.images import ImageStore
+from services.banner.settings import BannerSettings
+from services.banner.visitors import VisitorCookies
+from services.common.app import Kit, create_app
+
+SERVICE = "banner"
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
+    settings = kit.settings
+    assert isinstance(settings, BannerSettings)
+    shards, pool = kit.need_redis(), kit.need_mysql()
+    catalog = Catalog(pool, check_interval_s=settings.SETS_CHECK_INTERVAL_S)
+    await catalog.reload()
+    app.state.catalog = catalog
+    app.state.images = ImageStore(settings.IMAGES_DIR, cache_size=settings.IMAGE_CACHE_SIZE)
+    app.state.visitor_cookies = VisitorCookies(settings.COOKIE_SECRET.get_secret_value())
+    app.state.gift_codes = GiftCodes(shards, pool)
+    follower = asyncio.create_task(catalog.follow(shards.owner(SETS_CHANNEL)[1]))
+    try:
+        yield
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+
+
+def build_app(settings: BannerSettings | None = None) -> FastAPI:
+    settings = settings or BannerSettings()
+    return create_app(SERVICE, settings, routers=[router], lifespan=_lifespan, needs_mysql=True)
+
+
+@cache
+def _app() -> FastAPI:
+    return build_app()
+
+
+def __getattr__(name: str) -> FastAPI:
+    # Built on first access, from the environment (see services/counter/app.py).
+    if name == "app":
+        return _app()
+    raise AttributeError(name)
