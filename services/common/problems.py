@@ -9,7 +9,8 @@
      ├── DependencyUnavailable   503  Redis, MySQL or a peer did not answer
      └── DeadlineExceeded        504  the caller's deadline passed
 
-Validation errors from FastAPI become 422 and starlette's HTTP errors keep their status. Anything
+Validation errors from FastAPI become 422 and starlette's HTTP errors keep their status. A Redis
+or MySQL connection failure or timeout that a route did not handle itself is a 503. Anything
 unforeseen is caught by the request-context middleware (requestctx.py): a 500 problem naming the
 request id, the stack trace in the log only.
 """
@@ -21,11 +22,22 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pymysql.err import InterfaceError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from services.common.logs import request_id_var
 from services.common.responses import ProblemResponse
+
+# Failures of a data store's connection: the request may be retried, so 503 rather than 500.
+STORE_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OperationalError,
+    InterfaceError,
+)
 
 
 class ServiceError(Exception):
@@ -97,6 +109,10 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     return problem(exc.status_code, detail, headers=dict(exc.headers or {}))
 
 
+async def _store_unavailable(_: Request, exc: Exception) -> Response:
+    return problem(503, f"a data store did not answer ({type(exc).__name__})")
+
+
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     # Only location, message and type: echoing the rejected input back could reflect megabytes.
@@ -111,3 +127,5 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for store_error in STORE_ERRORS:
+        app.add_exception_handler(store_error, _store_unavailable)

@@ -7,6 +7,7 @@ import logging
 from typing import Annotated
 
 import pytest
+import redis
 from fastapi import APIRouter, Depends, Query
 
 from services.common.app import create_app
@@ -34,6 +35,10 @@ def _router() -> APIRouter:
     @router.get("/down")
     async def down() -> None:
         raise DependencyUnavailable("redis_7071 is not answering")
+
+    @router.get("/store")
+    async def store() -> None:
+        raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:7071")
 
     @router.get("/full")
     async def full() -> None:
@@ -68,6 +73,7 @@ async def test_validation_errors_are_422_problems_without_the_input() -> None:
         ("GET", "/nope", 404),
         ("DELETE", "/items/1", 405),
         ("GET", "/down", 503),
+        ("GET", "/store", 503),
         ("GET", "/boom", 500),
     ],
 )
