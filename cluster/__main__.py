@@ -127,6 +127,12 @@ def orchestrate(topo: Topology, dsn: str, private: bool) -> None:
     say("applying migrations")
     asyncio.run(migrations.run([s.name for s in SERVICES], dsn))
     load_banner_data(topo, dsn)
+    say("demo recommender data (only into empty tables)")
+    users = str(topo.settings.RECOMMENDER_USERS)
+    subprocess.run(
+        [sys.executable, "-m", "services.recommender.generate", "--users", users, "--if-empty"],
+        env={**os.environ, "MYSQL_DSN": dsn}, check=True,
+    )
     for spec in SERVICES:
         ctl(topo, "start", f"{spec.name}:*")
     for instance in topo.instances:

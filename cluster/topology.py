@@ -30,6 +30,7 @@ class ServiceSpec:
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("counter", 8110),
     ServiceSpec("banner", 8120, secrets=("BANNER_COOKIE_SECRET",)),
+    ServiceSpec("recommender", 8130),
 )
 REDIS_BASE_PORTS = (7070, 7071)
 
@@ -45,6 +46,8 @@ class ClusterSettings(BaseSettings):
     WORKERS: int = Field(2, ge=1, le=64)
     # Passed to every service unchanged (e.g. COUNTER_FLUSH_INTERVAL_S=30).
     READY_TIMEOUT_S: float = 90.0
+    # Users the demo recommender data has (generated once, when the tables are empty).
+    RECOMMENDER_USERS: int = Field(10_000, ge=1)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
     ServiceError                 every foreseeable failure; `status` is its HTTP status
      ├── BadInput                400  the request is well-formed but its values are not acceptable
      ├── Unauthorized            401  missing or wrong admin token
+     ├── Unprocessable           422  a value the route parses itself is malformed
      ├── NotFound                404  no such resource
      ├── Gone                    410  the resource ran out (an empty gift-code pool)
      ├── OverLimit               429  a capacity limit; carries Retry-After
@@ -55,6 +56,10 @@ class BadInput(ServiceError):
 
 class Unauthorized(ServiceError):
     status = 401
+
+
+class Unprocessable(ServiceError):
+    status = 422
 
 
 class NotFound(ServiceError):

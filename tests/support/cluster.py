@@ -94,6 +94,9 @@ def start(state_dir: Path) -> RunningCluster:
         COUNTER_FLUSH_INTERVAL_S="1",
         COUNTER_CACHE_TTL_S="5",
         BANNER_DATA_DIR=str(ORIGINAL_BANNERS),
+        QUARTET_RECOMMENDER_USERS="300",
+        # Short L2 freshness, so a test can see a stale entry answer while MySQL is down.
+        RECOMMENDER_L2_TTL_S="3",
     )
     topo = Topology(ClusterSettings(STATE_DIR=state_dir, PORT_OFFSET=PORT_OFFSET))
     cluster = RunningCluster(topo, env)

@@ -1,0 +1,286 @@
+"""The two-level cache of recommendations, invalidated in every worker of every replica.
+
+    L1  per worker: bounded LRU with a TTL (cachetools), answers `X-Cache: HIT-L1`
+    L2  Redis, `rec:<user>` on the user's shard, fresh for L2_TTL_S, kept for L2_KEEP_S: `HIT-L2`
+    MySQL                                                                             : `MISS`
+
+Only computed answers are cached, never an error. With MySQL down, an L2 entry past its freshness
+still answers (`STALE`); without one the request is a 503.
+
+One load per user at a time: within a worker, concurrent misses wait for the same future; across
+workers and replicas, the first takes a short Redis lock (`rec:lock:<user>`) and the others poll
+L2 for its result, so a stampede for one cold user costs one MySQL query in the whole cluster.
+
+Invalidation (an event, or the admin endpoint) bumps the user's version `rec:ver:<user>`, deletes
+the L2 entry and publishes the user id on `recommender:invalidate`; every worker is subscribed and
+drops its L1 entry on receipt (milliseconds). A load that started before an invalidation must not
+put its stale answer back: L2 writes are conditional on the version read before the load (a Lua
+compare-and-set), and a worker does not keep in L1 what it loaded across an invalidation it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from cachetools import TTLCache
+from prometheus_client import Counter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.common.problems import DependencyUnavailable
+from services.common.redis_shards import RedisShards
+
+log = logging.getLogger(__name__)
+INVALIDATE_CHANNEL = "recommender:invalidate"
+Source = Literal["HIT-L1", "HIT-L2", "MISS", "STALE"]
+Body = dict[str, Any]
+Loader = Callable[[Sequence[int]], Awaitable[dict[int, Body]]]
+
+LOOKUPS = Counter("recommender_cache_lookups", "Answers by where they came from", ["result"])
+INVALIDATIONS = Counter("recommender_invalidations", "Invalidation messages applied")
+
+_STORE_IF_VERSION = """
+if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+return 0
+"""
+_INVALIDATE = """
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return redis.call('DEL', KEYS[1])
+"""
+
+
+def _keys(user_id: int) -> tuple[str, str, str]:
+    return f"rec:{user_id}", f"rec:ver:{user_id}", f"rec:lock:{user_id}"
+
+
+@dataclass(frozen=True)
+class L2Entry:
+    body: Body | None
+    computed_at: float
+    version: str
+
+
+class RecommendationCache:
+    def __init__(
+        self,
+        shards: RedisShards,
+        loader: Loader,
+        *,
+        l1_size: int,
+        l1_ttl_s: float,
+        l2_ttl_s: float,
+        l2_keep_s: int,
+        lock_s: float,
+    ) -> None:
+        self.shards = shards
+        self.loader = loader
+        self.l1: TTLCache[int, Body] = TTLCache(maxsize=l1_size, ttl=l1_ttl_s)
+        self.l2_ttl_s = l2_ttl_s
+        self.l2_keep_s = l2_keep_s
+        self.lock_s = lock_s
+        self._flights: dict[int, asyncio.Future[tuple[Body, Source]]] = {}
+        # user -> monotonic time of the last invalidation this worker saw
+        self._invalidated: TTLCache[int, float] = TTLCache(maxsize=100_000, ttl=60)
+
+    def _redis(self, user_id: int) -> Redis:
+        return self.shards.owner(str(user_id))[1]
+
+    # --- reads --------------------------------------------------------------------------
+
+    async def get(self, user_id: int) -> tuple[Body, Source]:
+        body = self.l1.get(user_id)
+        if body is not None:
+            LOOKUPS.labels("HIT-L1").inc()
+            return body, "HIT-L1"
+        flight = self._flights.get(user_id)
+        if flight is not None:
+            return await asyncio.shield(flight)
+        flight = asyncio.get_running_loop().create_future()
+        self._flights[user_id] = flight
+        try:
+            result = await self._get_uncached(user_id)
+        except BaseException as exc:
+            flight.set_exception(exc)
+            # Waiters got the exception; the future's own copy must not be reported unretrieved.
+            flight.exception()
+            raise
+        else:
+            flight.set_result(result)
+        finally:
+            del self._flights[user_id]
+        LOOKUPS.labels(result[1]).inc()
+        return result
+
+    async def _get_uncached(self, user_id: int) -> tuple[Body, Source]:
+        started = time.monotonic()
+        entry = await self._read_l2(user_id)
+        if entry.body is not None and time.time() - entry.computed_at < self.l2_ttl_s:
+            self._keep(user_id, entry.body, started)
+            return entry.body, "HIT-L2"
+        redis = self._redis(user_id)
+        _, _, lock = _keys(user_id)
+        if not await redis.set(lock, "1", nx=True, px=int(self.lock_s * 1000)):
+            # Another worker is loading this user: its result lands in L2 shortly.
+            deadline = time.monotonic() + self.lock_s
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+                fresh = await self._read_l2(user_id)
+                if fresh.body is not None and fresh.computed_at > entry.computed_at:
+                    self._keep(user_id, fresh.body, started)
+                    return fresh.body, "HIT-L2"
+        else:
+            # The lock's previous holder may have filled L2 between our read and our lock.
+            fresh = await self._read_l2(user_id)
+            if fresh.body is not None and fresh.computed_at > entry.computed_at:
+                with contextlib.suppress(RedisError, OSError):
+                    await redis.delete(lock)
+                self._keep(user_id, fresh.body, started)
+                return fresh.body, "HIT-L2"
+            entry = fresh
+        try:
+            body, source = (await self._load([user_id], {user_id: entry}, started))[user_id]
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await redis.delete(lock)
+        if body is None:
+            raise DependencyUnavailable(
+                "MySQL is not answering and nothing is cached for this user"
+            )
+        return body, source
+
+    async def get_many(self, user_ids: Sequence[int]) -> dict[int, tuple[Body | None, Source]]:
+        """Answers for a batch: L1, then one pipelined L2 read per shard, then one load."""
+        started = time.monotonic()
+        answers: dict[int, tuple[Body | None, Source]] = {}
+        for user_id in user_ids:
+            body = self.l1.get(user_id)
+            if body is not None:
+                answers[user_id] = (body, "HIT-L1")
+        entries = await self._read_l2_many([u for u in user_ids if u not in answers])
+        missing: dict[int, L2Entry] = {}
+        for user_id, entry in entries.items():
+            if entry.body is not None and time.time() - entry.computed_at < self.l2_ttl_s:
+                self._keep(user_id, entry.body, started)
+                answers[user_id] = (entry.body, "HIT-L2")
+            else:
+                missing[user_id] = entry
+        if missing:
+            answers.update(await self._load(list(missing), missing, started))
+        for body, source in answers.values():
+            LOOKUPS.labels(source if body is not None else "ERROR").inc()
+        return answers
+
+    async def _load(
+        self, user_ids: list[int], seen: dict[int, L2Entry], started: float
+    ) -> dict[int, tuple[Body | None, Source]]:
+        try:
+            bodies = await self.loader(user_ids)
+        except DependencyUnavailable:
+            # MySQL is down: a stale L2 copy is better than nothing; the rest have no answer.
+            return {
+                u: (seen[u].body, "STALE") if seen[u].body is not None else (None, "MISS")
+                for u in user_ids
+            }
+        now = time.time()
+        for user_id, body in bodies.items():
+            await self._store_l2(user_id, body, now, seen[user_id].version)
+            self._keep(user_id, body, started)
+        return {u: (bodies[u], "MISS") for u in user_ids}
+
+    def _keep(self, user_id: int, body: Body, started: float) -> None:
+        invalidated = self._invalidated.get(user_id)
+        if invalidated is None or invalidated < started:
+            self.l1[user_id] = body
+
+    # --- Redis --------------------------------------------------------------------------
+
+    async def _read_l2(self, user_id: int) -> L2Entry:
+        return (await self._read_l2_many([user_id]))[user_id]
+
+    async def _read_l2_many(self, user_ids: Sequence[int]) -> dict[int, L2Entry]:
+        by_shard: dict[str, list[int]] = defaultdict(list)
+        for user_id in user_ids:
+            by_shard[self.shards.ring.shard_for(str(user_id))].append(user_id)
+
+        async def one_shard(shard: str, users: list[int]) -> dict[int, L2Entry]:
+            keys = [k for u in users for k in _keys(u)[:2]]
+            try:
+                values = await self.shards.clients[shard].mget(keys)
+            except (RedisError, OSError) as exc:
+                log.warning("L2 read failed", extra={"shard": shard, "error": repr(exc)})
+                return {u: L2Entry(None, 0.0, "unknown") for u in users}
+            found = {}
+            for index, user_id in enumerate(users):
+                raw, version = values[2 * index], values[2 * index + 1]
+                entry = orjson.loads(raw) if raw else None
+                found[user_id] = L2Entry(
+                    entry["body"] if entry else None,
+                    float(entry["at"]) if entry else 0.0,
+                    version.decode() if isinstance(version, bytes) else str(version or "0"),
+                )
+            return found
+
+        results = await asyncio.gather(*(one_shard(s, u) for s, u in by_shard.items()))
+        return {user_id: entry for part in results for user_id, entry in part.items()}
+
+    async def _store_l2(self, user_id: int, body: Body, now: float, version: str) -> None:
+        if version == "unknown":
+            return  # the read failed: without the version a write could resurrect stale data
+        entry_key, version_key, _ = _keys(user_id)
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis(user_id).eval(
+                _STORE_IF_VERSION,
+                2,
+                entry_key,
+                version_key,
+                version,
+                orjson.dumps({"at": now, "body": body}),
+                self.l2_keep_s,
+            )
+
+    # --- invalidation -------------------------------------------------------------------
+
+    async def invalidate(self, user_id: int) -> None:
+        """Everywhere: L2 now, every worker's L1 through the published message."""
+        entry_key, version_key, _ = _keys(user_id)
+        self.drop_local(user_id)
+        try:
+            await self._redis(user_id).eval(_INVALIDATE, 2, entry_key, version_key, self.l2_keep_s)
+            owner = self.shards.owner(INVALIDATE_CHANNEL)[1]
+            await owner.publish(INVALIDATE_CHANNEL, str(user_id))
+        except (RedisError, OSError) as exc:
+            raise DependencyUnavailable("the cache could not be invalidated") from exc
+
+    def drop_local(self, user_id: int) -> None:
+        self._invalidated[user_id] = time.monotonic()
+        self.l1.pop(user_id, None)
+
+    async def follow(self) -> None:
+        """Apply every published invalidation to this worker's L1, reconnecting as needed."""
+        redis = self.shards.owner(INVALIDATE_CHANNEL)[1]
+        while True:
+            try:
+                async with redis.pubsub() as pubsub:
+                    await pubsub.subscribe(INVALIDATE_CHANNEL)
+                    # Messages sent while we were not subscribed are lost: start clean.
+                    self.l1.clear()
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            with contextlib.suppress(ValueError):
+                                self.drop_local(int(message["data"]))
+                                INVALIDATIONS.inc()
+            except (RedisError, OSError) as exc:
+                log.warning("invalidation feed interrupted, retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(0.5)

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class RecommenderSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="RECOMMENDER_", extra="ignore", frozen=True)
+
+    WINDOW_DAYS: int = Field(90, ge=1, le=3650)
+    HALF_LIFE_DAYS: float = Field(14.0, gt=0, le=3650)
+    # L1: per worker, bounded LRU with TTL.
+    L1_SIZE: int = Field(50_000, ge=1)
+    L1_TTL_S: float = Field(30.0, gt=0, le=86_400)
+    # L2: Redis, keyed by user on the user's shard. Fresh for L2_TTL_S; kept L2_KEEP_S in all, so
+    # a stale copy can answer while MySQL is down.
+    L2_TTL_S: float = Field(300.0, gt=0, le=86_400)
+    L2_KEEP_S: int = Field(86_400, ge=1)
+    # Cluster-wide single flight: how long a loader may hold a user's lock.
+    LOAD_LOCK_S: float = Field(2.0, gt=0, le=60)
+    POPULARITY_REFRESH_S: float = Field(60.0, gt=0, le=86_400)
+    BATCH_MAX: int = Field(100, ge=1, le=1000)
