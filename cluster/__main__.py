@@ -131,7 +131,8 @@ def orchestrate(topo: Topology, dsn: str, private: bool) -> None:
     users = str(topo.settings.RECOMMENDER_USERS)
     subprocess.run(
         [sys.executable, "-m", "services.recommender.generate", "--users", users, "--if-empty"],
-        env={**os.environ, "MYSQL_DSN": dsn}, check=True,
+        env={**os.environ, "MYSQL_DSN": dsn},
+        check=True,
     )
     for spec in SERVICES:
         ctl(topo, "start", f"{spec.name}:*")

@@ -11,6 +11,7 @@ from cluster.topology import ClusterSettings
 from services.banner.settings import BannerSettings
 from services.common.settings import ServiceSettings
 from services.counter.settings import CounterSettings
+from services.recommender.settings import RecommenderSettings
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
 # The kit's per-service knobs are documented once, with the counter's prefix.
@@ -28,6 +29,8 @@ def _undocumented(cls: type[BaseSettings]) -> list[str]:
     return missing
 
 
-@pytest.mark.parametrize("cls", [ServiceSettings, CounterSettings, BannerSettings, ClusterSettings])
+@pytest.mark.parametrize(
+    "cls", [ServiceSettings, CounterSettings, BannerSettings, RecommenderSettings, ClusterSettings]
+)
 def test_every_setting_is_documented(cls: type[BaseSettings]) -> None:
     assert _undocumented(cls) == []
