@@ -32,4 +32,8 @@ for round in $(seq "$rounds"); do
   run "campaign page" -H "Cookie: quartet_visitor=$cookie" "$base/campaigns/$campaign"
   run "campaign page, new" "$base/campaigns/$campaign"
   run "banner JSON" -H "Cookie: quartet_visitor=$cookie" "$base/api/campaigns/$campaign/banner"
+  run "recommender trivial" "$base/_ping/recommender"
+  run "recommend cached" "$base/recommend/42"
+  run "recommend uncached" -s bench/recommend_cold.lua "$base"
+  run "batch of 20" "$base/batch-recommend?user_ids=$(seq -s, 1 20)"
 done
