@@ -79,7 +79,7 @@ def prepare(topo: Topology, *, foreground: bool) -> tuple[str, bool]:
     private = not (external and mariadb.reachable(external))
     if external and private:
         say("MYSQL_DSN is set but not reachable; starting a private MariaDB instead")
-    ports = [topo.gateway_port, topo.internal_port, *topo.redis_ports]
+    ports = [topo.gateway_port, topo.internal_port, topo.worksim_port, *topo.redis_ports]
     ports += [i.port for i in topo.instances] + ([topo.mysql_port] if private else [])
     busy = [port for port in ports if not _port_free(port)]
     if busy:
@@ -163,6 +163,10 @@ def summary(topo: Topology, private: bool, foreground: bool) -> None:
         ("gateway", f"{topo.gateway_url}  (public)"),
         ("gateway, internal", f"http://127.0.0.1:{topo.internal_port}  (loopback, no limits)"),
         *((i.name, f"http://127.0.0.1:{i.port}") for i in topo.instances),
+        (
+            "worksim",
+            f"http://127.0.0.1:{topo.worksim_port}  (the aggregator's test-double upstream)",
+        ),
         *(
             (n, f"redis://127.0.0.1:{p}")
             for n, p in zip(topo.shard_names, topo.redis_ports, strict=True)

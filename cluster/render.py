@@ -10,7 +10,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from cluster.topology import ROOT, SERVICES, Instance, Topology, which
+from cluster.topology import ROOT, SERVICES, WORKSIM_DEFAULTS, Instance, Topology, which
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 # Variables passed through from the caller's environment to every service.
@@ -74,6 +74,11 @@ def service_env(topo: Topology, instance: Instance, mysql_dsn: str) -> dict[str,
         env[name] = os.environ.get(name) or topo.secret(name.lower())
     if instance.service == "banner":
         env["BANNER_IMAGES_DIR"] = str(topo.banner_data() / "images")
+    if instance.service == "aggregator":
+        env.setdefault("AGGREGATOR_UPSTREAM_URL", f"http://127.0.0.1:{topo.worksim_port}/")
+        # Peers through the gateway's internal listener: nginx balances over their instances.
+        for peer in ("BANNER_URL", "COUNTER_URL", "RECOMMENDER_URL"):
+            env[peer] = os.environ.get(peer) or f"http://127.0.0.1:{topo.internal_port}"
     return env
 
 
@@ -172,6 +177,32 @@ def render_supervisor(
                 "mariadb", command, log=log_for("mariadb"), autostart=True, priority=10, stopwait=60
             )
         )
+    worksim_env = {
+        **WORKSIM_DEFAULTS,
+        **{k: v for k, v in os.environ.items() if k.startswith("WORKSIM_")},
+    }
+    command = [
+        str(Path(sys.executable).parent / "uvicorn"),
+        "services.worksim.app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(topo.worksim_port),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    sections.append(
+        _program(
+            "worksim",
+            command,
+            log=log_for("worksim"),
+            autostart=True,
+            priority=300,
+            stopwait=10,
+            env=worksim_env,
+        )
+    )
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     for spec in SERVICES:
         members = topo.instances_of(spec.name)

@@ -31,7 +31,16 @@ SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec("counter", 8110),
     ServiceSpec("banner", 8120, secrets=("BANNER_COOKIE_SECRET",)),
     ServiceSpec("recommender", 8130),
+    ServiceSpec("aggregator", 8140),
 )
+# The aggregator's default upstream: the work simulator (a test double, services/worksim).
+WORKSIM_BASE_PORT = 8190
+WORKSIM_DEFAULTS = {
+    "WORKSIM_P_500": "0.05",
+    "WORKSIM_P_429": "0.02",
+    "WORKSIM_P_INVALID": "0.02",
+    "WORKSIM_P_HANG": "0.01",
+}
 REDIS_BASE_PORTS = (7070, 7071)
 
 
@@ -69,6 +78,7 @@ class Topology:
         self.gateway_port = 8080 + offset
         self.internal_port = 8081 + offset
         self.mysql_port = 3307 + offset
+        self.worksim_port = WORKSIM_BASE_PORT + offset
         self.redis_ports = [port + offset for port in REDIS_BASE_PORTS]
         self.instances = [
             Instance(spec.name, i, spec.base_port + offset + i - 1)

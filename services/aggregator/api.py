@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response
+
+from services.aggregator import fanout
+from services.aggregator.compose import Peers, compose
+from services.aggregator.upstream import Outcome, Upstream
+from services.common.logs import request_id_var
+from services.common.problems import Unprocessable, problem
+from services.common.responses import OrjsonResponse
+from services.counter.pages import PAGE_ID_PATTERN
+
+router = APIRouter()
+# The contract's parameter is `timeout`; the Python name says its unit.
+Timeout = Annotated[
+    int, Query(gt=0, alias="timeout", description="the caller's deadline in milliseconds")
+]
+OptionalTimeout = Annotated[int | None, Query(gt=0, alias="timeout")]
+
+
+def _deadline(request: Request, timeout_ms: int) -> float:
+    limit: int = request.app.state.settings.MAX_TIMEOUT_MS
+    if timeout_ms > limit:
+        raise Unprocessable(f"timeout must be at most {limit} ms")
+    return asyncio.get_running_loop().time() + timeout_ms / 1000
+
+
+def _work(request: Request) -> Callable[[], Awaitable[Outcome]]:
+    upstream: Upstream = request.app.state.work
+    url: str = request.app.state.work_url
+    request_id = request_id_var.get()
+    headers = {"X-Request-ID": request_id} if request_id else None
+    deadline: float = request.state.deadline
+
+    def call() -> Awaitable[Outcome]:
+        return upstream.call("GET", url, deadline, headers=headers)
+
+    return call
+
+
+async def _run(
+    request: Request, timeout_ms: int, policy: Callable[..., Awaitable[Any]], *args: Any
+) -> Response:
+    request.state.deadline = _deadline(request, timeout_ms)
+    result = await policy(_work(request), request.state.deadline, *args)
+    return OrjsonResponse(result)
+
+
+@router.get("/api/all")
+async def all_calls(request: Request, timeout_ms: Timeout) -> Response:
+    return await _run(request, timeout_ms, fanout.fan_all)
+
+
+@router.get("/api/first")
+async def first_call(request: Request, timeout_ms: Timeout) -> Response:
+    return await _run(request, timeout_ms, fanout.fan_first)
+
+
+@router.get("/api/within-timeout")
+async def within_timeout(request: Request, timeout_ms: Timeout) -> Response:
+    return await _run(request, timeout_ms, fanout.fan_within)
+
+
+@router.get("/api/smart")
+async def smart(request: Request, timeout_ms: OptionalTimeout = None) -> Response:
+    settings = request.app.state.settings
+    return await _run(
+        request, timeout_ms or settings.MAX_TIMEOUT_MS, fanout.fan_smart, settings.HEDGE_MS / 1000
+    )
+
+
+@router.get("/api/page/{page_id}")
+async def page(
+    request: Request,
+    page_id: Annotated[str, Path(pattern=PAGE_ID_PATTERN)],
+    campaign_id: Annotated[int | None, Query(ge=1, le=2**32 - 1)] = None,
+    user_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+    timeout_ms: OptionalTimeout = None,
+) -> Response:
+    settings = request.app.state.settings
+    deadline = _deadline(request, timeout_ms or settings.PAGE_TIMEOUT_MS)
+    peers: Peers = request.app.state.peers
+    composed = await compose(
+        peers,
+        page_id,
+        campaign_id,
+        user_id,
+        cookie=request.headers.get("cookie"),
+        request_id=request_id_var.get(),
+        deadline=deadline,
+    )
+    if composed.parts_arrived:
+        response: Response = OrjsonResponse(composed.body)
+    else:
+        status = 504 if "timeout" in composed.body["errors"].values() else 502
+        response = problem(status, "no part of the page arrived", errors=composed.body["errors"])
+    for value in composed.set_cookies:
+        response.headers.append("set-cookie", value)
+    return response

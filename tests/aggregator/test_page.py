@@ -1,0 +1,74 @@
+"""Page composition through the gateway, with each peer service stopped in turn."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.support.cluster import RunningCluster
+
+PAGE = "/api/page/home-page?campaign_id=1&user_id=42&timeout=1500"
+
+
+async def test_a_whole_page(cluster: RunningCluster) -> None:
+    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+        first = await client.get(PAGE)
+        second = await client.get(PAGE)
+    assert first.status_code == 200
+    body = first.json()
+    assert body["errors"] == {}
+    assert body["page_id"] == "home-page"
+    assert isinstance(body["visits"]["visits"], int)
+    assert body["banner"]["campaign_id"] == 1
+    assert body["recommendations"]["user_id"] == 42
+    # The banner's visitor cookie travels through the aggregator both ways.
+    assert "quartet_visitor" in first.headers["set-cookie"]
+    assert second.json()["banner"]["banner_id"] != body["banner"]["banner_id"]
+
+
+@pytest.mark.parametrize(
+    ("group", "part"),
+    [("counter", "visits"), ("banner", "banner"), ("recommender", "recommendations")],
+)
+async def test_a_peer_down_leaves_a_partial_page(
+    cluster: RunningCluster, group: str, part: str
+) -> None:
+    await asyncio.to_thread(cluster.ctl, "stop", f"{group}:*")
+    try:
+        async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+            response = await client.get(PAGE)
+    finally:
+        await asyncio.to_thread(cluster.ctl, "start", f"{group}:*")
+        for index in (1, 2):
+            await asyncio.to_thread(cluster.wait_ready, f"{group}_{index}")
+    assert response.status_code == 200
+    body = response.json()
+    assert body[part] is None
+    assert body["errors"] == {part: "unavailable"}
+    others = {"visits", "banner", "recommendations"} - {part}
+    assert all(body[other] is not None for other in others)
+
+
+async def test_nothing_arrived_is_an_error(cluster: RunningCluster) -> None:
+    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+        response = await client.get("/api/page/x?campaign_id=987654&timeout=1000")
+        bad = await client.get("/api/page/x?timeout=0")
+        bad_page = await client.get("/api/page/bad%20id")
+    # The counter answers, the unknown campaign is a 404: a partial page, not an error.
+    assert response.status_code == 200
+    assert response.json()["errors"] == {"banner": "not_found"}
+    assert bad.status_code == 422
+    assert bad_page.status_code == 422
+
+
+async def test_fanout_through_the_gateway(cluster: RunningCluster) -> None:
+    async with httpx.AsyncClient(base_url=cluster.gateway, timeout=15) as client:
+        smart = await client.get("/api/smart", params={"timeout": 3000})
+        bad = await client.get("/api/all")
+    # The simulator fails now and then; a success or an honest 502/504, never a 500.
+    assert smart.status_code in {200, 502, 504}
+    if smart.status_code == 200:
+        assert isinstance(smart.json()["time"], int)
+    assert bad.status_code == 422
