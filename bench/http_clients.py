@@ -44,18 +44,20 @@ import argparse
 import asyncio
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 BODY = '{"time":123}'
 CONCURRENCIES = (1, 16, 64, 192)
 TIMEOUT_S = 30.0
+SLICES = 10
 
 Call = Callable[[], Awaitable[bool]]
 ClientFactory = Callable[[str, int], contextlib.AbstractAsyncContextManager[Call]]
@@ -175,6 +178,8 @@ class Cell:
     cpu_s: float
     wall_s: float
     first_error: str | None = None
+    # CPU ms per call over consecutive slices of the measured run (taken without pausing it).
+    slices_ms: list[float] = field(default_factory=list)
 
     @property
     def cpu_ms_per_call(self) -> float:
@@ -183,6 +188,12 @@ class Cell:
     @property
     def calls_per_s(self) -> float:
         return self.calls / self.wall_s
+
+    @property
+    def slices_min_med_max(self) -> tuple[float, float, float]:
+        if not self.slices_ms:
+            return (self.cpu_ms_per_call,) * 3
+        return min(self.slices_ms), statistics.median(self.slices_ms), max(self.slices_ms)
 
     @property
     def cpu_util(self) -> float:
@@ -197,14 +208,22 @@ class Cell:
         }
 
 
-async def _drive(call: Call, concurrency: int, total: int) -> tuple[int, str | None]:
-    """Make `total` calls with `concurrency` of them in flight; return (errors, first error)."""
+async def _drive(
+    call: Call, concurrency: int, total: int, marks: list[float] | None = None, slices: int = 1
+) -> tuple[int, str | None]:
+    """Make `total` calls with `concurrency` of them in flight; return (errors, first error).
+
+    With `marks`, appends `time.process_time()` each time another `total / slices` calls have
+    completed.
+    """
     remaining = total
+    done = 0
     errors = 0
     first_error: str | None = None
+    slice_size = max(1, total // slices)
 
     async def worker() -> None:
-        nonlocal remaining, errors, first_error
+        nonlocal remaining, done, errors, first_error
         while remaining > 0:
             remaining -= 1
             try:
@@ -217,6 +236,9 @@ async def _drive(call: Call, concurrency: int, total: int) -> tuple[int, str | N
                 errors += 1
                 if first_error is None:
                     first_error = "non-200 status or empty body"
+            done += 1
+            if marks is not None and done % slice_size == 0:
+                marks.append(time.process_time())
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, total))))
     return errors, first_error
@@ -227,10 +249,16 @@ async def _cell(
 ) -> Cell:
     async with factory(url, concurrency) as call:
         await _drive(call, concurrency, max(warmup, 5 * concurrency))
+        marks: list[float] = []
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        errors, first_error = await _drive(call, concurrency, calls)
+        errors, first_error = await _drive(call, concurrency, calls, marks, SLICES)
         cpu1, wall1 = time.process_time(), time.perf_counter()
-    return Cell(name, concurrency, calls, errors, cpu1 - cpu0, wall1 - wall0, first_error)
+    slice_size = max(1, calls // SLICES)
+    points = [cpu0, *marks]
+    slices_ms = [1000.0 * (b - a) / slice_size for a, b in itertools.pairwise(points)]
+    return Cell(
+        name, concurrency, calls, errors, cpu1 - cpu0, wall1 - wall0, first_error, slices_ms
+    )
 
 
 def measure(
@@ -338,13 +366,16 @@ def _version(dist: str) -> str | None:
 
 def markdown_table(cells: list[Cell]) -> str:
     lines = [
-        "| client | in flight | calls | CPU ms/call | calls/s (wall) | client CPU % | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| client | in flight | calls | CPU ms/call | slices min / med / max "
+        "| calls/s (wall) | client CPU % | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in cells:
+        lo, med, hi = c.slices_min_med_max
         lines.append(
             f"| {c.client} | {c.concurrency} | {c.calls} | {c.cpu_ms_per_call:.3f} | "
-            f"{c.calls_per_s:,.0f} | {100 * c.cpu_util:.0f} | {c.errors} |"
+            f"{lo:.3f} / {med:.3f} / {hi:.3f} | {c.calls_per_s:,.0f} | {100 * c.cpu_util:.0f} | "
+            f"{c.errors} |"
         )
     return "\n".join(lines)
 
