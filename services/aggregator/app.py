@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cache
 
 from fastapi import FastAPI
 
@@ -12,7 +11,7 @@ from services.aggregator.api import router
 from services.aggregator.compose import Peers
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.upstream import Upstream, new_session
-from services.common.app import Kit, create_app
+from services.common.app import Kit, create_app, lazy_app
 
 SERVICE = "aggregator"
 
@@ -44,13 +43,4 @@ def build_app(settings: AggregatorSettings | None = None) -> FastAPI:
     return create_app(SERVICE, settings, routers=[router], lifespan=_lifespan)
 
 
-@cache
-def _app() -> FastAPI:
-    return build_app()
-
-
-def __getattr__(name: str) -> FastAPI:
-    # Built on first access, from the environment (see services/counter/app.py).
-    if name == "app":
-        return _app()
-    raise AttributeError(name)
+__getattr__ = lazy_app(build_app)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cache
 
 from fastapi import FastAPI
 
@@ -16,7 +13,7 @@ from services.banner.giftcodes import GiftCodes
 from services.banner.images import ImageStore
 from services.banner.settings import BannerSettings
 from services.banner.visitors import VisitorCookies
-from services.common.app import Kit, create_app
+from services.common.app import Kit, background, create_app, lazy_app
 
 SERVICE = "banner"
 
@@ -32,13 +29,8 @@ async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
     app.state.images = ImageStore(settings.IMAGES_DIR, cache_size=settings.IMAGE_CACHE_SIZE)
     app.state.visitor_cookies = VisitorCookies(settings.COOKIE_SECRET.get_secret_value())
     app.state.gift_codes = GiftCodes(shards, pool)
-    follower = asyncio.create_task(catalog.follow(shards.owner(SETS_CHANNEL)[1]))
-    try:
+    async with background(catalog.follow(shards.owner(SETS_CHANNEL)[1])):
         yield
-    finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
 
 
 def build_app(settings: BannerSettings | None = None) -> FastAPI:
@@ -46,13 +38,4 @@ def build_app(settings: BannerSettings | None = None) -> FastAPI:
     return create_app(SERVICE, settings, routers=[router], lifespan=_lifespan, needs_mysql=True)
 
 
-@cache
-def _app() -> FastAPI:
-    return build_app()
-
-
-def __getattr__(name: str) -> FastAPI:
-    # Built on first access, from the environment (see services/counter/app.py).
-    if name == "app":
-        return _app()
-    raise AttributeError(name)
+__getattr__ = lazy_app(build_app)

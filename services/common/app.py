@@ -7,11 +7,13 @@ optional cluster-wide in-flight cap.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from functools import cache, partial
+from typing import Any
 
 import aiomysql
 from fastapi import APIRouter, FastAPI
@@ -91,6 +93,37 @@ async def _open_mysql(kit: Kit) -> aiomysql.Pool:
     if settings.MIGRATE_ON_START:
         await migrations.apply(pool, kit.service, migrations.service_migrations(kit.service))
     return pool
+
+
+def lazy_app(build: Callable[[], FastAPI]) -> Callable[[str], FastAPI]:
+    """A module `__getattr__` that builds `app` from the environment on first access.
+
+    `gunicorn services.<service>.app:app` finds `app` as usual, while importing the module (tests,
+    tooling) needs no configuration.
+    """
+
+    @cache
+    def built() -> FastAPI:
+        return build()
+
+    def module_getattr(name: str) -> FastAPI:
+        if name == "app":
+            return built()
+        raise AttributeError(name)
+
+    return module_getattr
+
+
+@asynccontextmanager
+async def background(*jobs: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run the jobs as tasks for the life of the block; cancel and await them on exit."""
+    tasks = [asyncio.create_task(job) for job in jobs]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def create_app(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cache
 
 from fastapi import FastAPI
 
-from services.common.app import Kit, create_app
+from services.common.app import Kit, create_app, lazy_app
 from services.counter.api import router
 from services.counter.counting import VisitCounter
 from services.counter.settings import CounterSettings
@@ -36,14 +35,4 @@ def build_app(settings: CounterSettings | None = None) -> FastAPI:
     return create_app(SERVICE, settings, routers=[router], lifespan=_lifespan)
 
 
-@cache
-def _app() -> FastAPI:
-    return build_app()
-
-
-def __getattr__(name: str) -> FastAPI:
-    # `app` is built on first access, from the environment: importing this module (tests,
-    # tooling) needs no configuration, and gunicorn/uvicorn find `app` as usual.
-    if name == "app":
-        return _app()
-    raise AttributeError(name)
+__getattr__ = lazy_app(build_app)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import cache
 
 from fastapi import FastAPI
 
-from services.common.app import Kit, create_app
+from services.common.app import Kit, background, create_app, lazy_app
 from services.recommender.api import router
 from services.recommender.cache import RecommendationCache
 from services.recommender.recommending import MYSQL_ERRORS, Recommender
@@ -39,16 +37,10 @@ async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
         lock_s=settings.LOAD_LOCK_S,
     )
     app.state.cache = cache_
-    tasks = [
-        asyncio.create_task(cache_.follow()),
-        asyncio.create_task(recommender.keep_popularity_fresh(settings.POPULARITY_REFRESH_S)),
-    ]
-    try:
+    async with background(
+        cache_.follow(), recommender.keep_popularity_fresh(settings.POPULARITY_REFRESH_S)
+    ):
         yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def build_app(settings: RecommenderSettings | None = None) -> FastAPI:
@@ -56,13 +48,4 @@ def build_app(settings: RecommenderSettings | None = None) -> FastAPI:
     return create_app(SERVICE, settings, routers=[router], lifespan=_lifespan, needs_mysql=True)
 
 
-@cache
-def _app() -> FastAPI:
-    return build_app()
-
-
-def __getattr__(name: str) -> FastAPI:
-    # Built on first access, from the environment (see services/counter/app.py).
-    if name == "app":
-        return _app()
-    raise AttributeError(name)
+__getattr__ = lazy_app(build_app)
