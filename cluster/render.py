@@ -38,9 +38,16 @@ def render_nginx(topo: Topology) -> Path:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     shutil.copytree(ROOT / "nginx", target, dirs_exist_ok=True)
     (target / "tmp").mkdir(exist_ok=True)
+    settings = topo.settings
     values = {
         "GATEWAY_LISTEN": f"127.0.0.1:{topo.gateway_port}",
         "INTERNAL_LISTEN": f"127.0.0.1:{topo.internal_port}",
+        "GATEWAY_RATE": settings.GATEWAY_RATE,
+        "GATEWAY_BURST": str(settings.GATEWAY_BURST),
+        "GATEWAY_CONN": str(settings.GATEWAY_CONN),
+        "TRUSTED_PROXIES": "\n".join(
+            f"set_real_ip_from {cidr};" for cidr in settings.TRUSTED_PROXIES.split(",") if cidr
+        ),
     }
     for spec in SERVICES:
         values[f"{spec.name.upper()}_SERVERS"] = "\n    ".join(

@@ -55,6 +55,12 @@ class ClusterSettings(BaseSettings):
     WORKERS: int = Field(2, ge=1, le=64)
     # Passed to every service unchanged (e.g. COUNTER_FLUSH_INTERVAL_S=30).
     READY_TIMEOUT_S: float = 90.0
+    # The public listener's per-client limits (the internal listener has none).
+    GATEWAY_RATE: str = Field("100r/s", pattern=r"^\d+r/[sm]$")
+    GATEWAY_BURST: int = Field(50, ge=0)
+    GATEWAY_CONN: int = Field(10, ge=1)
+    # Proxies whose X-Forwarded-For names the client (comma-separated CIDRs; none locally).
+    TRUSTED_PROXIES: str = ""
     # Users the demo recommender data has (generated once, when the tables are empty).
     RECOMMENDER_USERS: int = Field(10_000, ge=1)
 

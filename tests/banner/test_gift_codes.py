@@ -50,7 +50,7 @@ async def test_1000_visitors_race_for_800_codes(cluster: RunningCluster) -> None
     ) as session:
 
         async def claim() -> None:
-            async with session.post(f"{cluster.gateway}/api/campaigns/{campaign}/gift-code") as r:
+            async with session.post(f"{cluster.internal}/api/campaigns/{campaign}/gift-code") as r:
                 statuses[r.status] += 1
                 body = await r.json(content_type=None)
                 if r.status == 200:

@@ -1,4 +1,6 @@
-"""The banner service as users reach it, through the gateway, serving the original dataset."""
+"""The banner service as users reach it, through the gateway, serving the original dataset.
+Tests that send hundreds of requests use the gateway's internal listener (same routes, no
+limits)."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ async def test_every_campaigns_set_matches_an_independent_reading(
 ) -> None:
     expected = expected_sets(ORIGINAL_BANNERS, quarter)
     assert len(expected) >= 40
-    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+    async with httpx.AsyncClient(base_url=cluster.internal) as client:
         for campaign, want in sorted(expected.items()):
             served = await _served_set(client, quarter, campaign)
             banners = served["banners"]
@@ -57,7 +59,7 @@ async def test_a_visitor_never_sees_the_same_banner_twice_in_a_row(
     cluster: RunningCluster,
 ) -> None:
     campaign = 1
-    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+    async with httpx.AsyncClient(base_url=cluster.internal) as client:
         sets = {q: set((await _served_set(client, q, campaign))["banners"]) for q in (1, 2, 3, 4)}  # type: ignore[call-overload]
         seen: list[tuple[int, int]] = []
         for _ in range(1000):

@@ -43,7 +43,7 @@ async def test_20000_concurrent_posts_are_counted_exactly(
     cluster: RunningCluster, page_on: PageOn
 ) -> None:
     page = page_on(cluster.topo.shard_names[1])
-    result = await hammer("POST", [f"{cluster.gateway}/visits/{page}"] * 20_000, concurrency=200)
+    result = await hammer("POST", [f"{cluster.internal}/visits/{page}"] * 20_000, concurrency=200)
     assert result.ok == 20_000, (result.statuses, result.errors)
     await asyncio.sleep(FLUSH_WAIT_S)
     async with httpx.AsyncClient(base_url=cluster.gateway) as client:

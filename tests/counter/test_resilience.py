@@ -24,7 +24,7 @@ class PostLoad:
 
     def __init__(self, cluster: RunningCluster, page: str) -> None:
         self._stop = asyncio.Event()
-        urls = [f"{cluster.gateway}/visits/{page}"] * MANY
+        urls = [f"{cluster.internal}/visits/{page}"] * MANY
         self._task = asyncio.create_task(hammer("POST", urls, concurrency=50, stop=self._stop))
 
     async def finish(self) -> LoadResult:

@@ -150,7 +150,7 @@ async def test_a_stampede_for_a_cold_user_makes_one_query(cluster: RunningCluste
     add_events(cluster, user, [("search", "qa-kites", 2)])
     before = user_event_queries(cluster)
     async with httpx.AsyncClient(
-        base_url=cluster.gateway, limits=httpx.Limits(max_connections=200)
+        base_url=cluster.internal, limits=httpx.Limits(max_connections=200)
     ) as c:
         responses = await asyncio.gather(*(c.get(f"/recommend/{user}") for _ in range(200)))
     assert {r.status_code for r in responses} == {200}

@@ -26,7 +26,13 @@ class RunningCluster:
 
     @property
     def gateway(self) -> str:
+        """The public listener: per-client limits apply (100 r/s, burst 50, 10 connections)."""
         return self.topo.gateway_url
+
+    @property
+    def internal(self) -> str:
+        """The gateway's internal listener: the same routes without limits, for load."""
+        return f"http://127.0.0.1:{self.topo.internal_port}"
 
     @property
     def admin_token(self) -> str:
