@@ -6,6 +6,7 @@ import random
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
+from prometheus_client import Counter
 from pydantic import BaseModel, Field
 from starlette.responses import HTMLResponse, Response
 
@@ -19,6 +20,9 @@ from services.common.problems import BadInput, NotFound
 from services.common.responses import OrjsonResponse
 
 router = APIRouter()
+PICKS = Counter(
+    "banner_picks", "Banners served, by the rule that made the campaign's set", ["rule"]
+)
 CampaignId = Annotated[int, Path(ge=1, le=2**32 - 1, description="a positive integer")]
 ImageName = Annotated[str, Path(pattern=r"^image_[1-9][0-9]{0,9}\.png$")]
 _pick = random.Random()  # not for secrets: a fair pick among a handful of banners
@@ -54,6 +58,7 @@ def _current(request: Request, campaign_id: int) -> BannerSet | None:
 
 
 def _choose(banner_set: BannerSet, visitor: Visitor) -> int:
+    PICKS.labels(banner_set.rule).inc()
     """Uniform among the set, never the banner this visitor saw last (unless it is the only one)."""
     last = visitor.last_banner(banner_set.campaign_id)
     choices = [b for b in banner_set.banners if b != last] or list(banner_set.banners)

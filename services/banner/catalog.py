@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 
 import aiomysql
+from prometheus_client import Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -22,6 +23,11 @@ from services.banner.rules import BannerSet
 
 log = logging.getLogger(__name__)
 SETS_CHANNEL = "banner:sets"
+GENERATION = Gauge(
+    "banner_sets_generation",
+    "Generation of the banner sets this worker serves",
+    multiprocess_mode="livemin",
+)
 
 
 class Catalog:
@@ -52,6 +58,7 @@ class Catalog:
         self.banner_ids = frozenset(b for s in sets.values() for b in s.banners)
         self.campaign_ids = frozenset(c for _, c in sets)
         self.generation = generation
+        GENERATION.set(generation)
         log.info("banner sets loaded", extra={"generation": generation, "sets": len(sets)})
         return True
 

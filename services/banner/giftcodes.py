@@ -14,6 +14,7 @@ import base64
 import secrets
 
 import aiomysql
+from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 
 from services.common.problems import DependencyUnavailable, Gone
@@ -42,6 +43,15 @@ if redis.call('HGET', KEYS[2], ARGV[1]) == ARGV[2] then
 end
 return 0
 """
+
+
+AVAILABLE = Gauge(
+    "banner_gift_codes_available",
+    "Unclaimed gift codes in a campaign's pool, as last seen by this worker",
+    ["campaign"],
+    multiprocess_mode="livemostrecent",
+)
+CLAIMS = Counter("banner_gift_code_claims", "Gift-code claims by result", ["result"])
 
 
 def new_code() -> str:
@@ -85,7 +95,9 @@ class GiftCodes:
         pool_key = _keys(campaign_id)[0]
         for start in range(0, len(minted), 1000):
             await redis.rpush(pool_key, *minted[start : start + 1000])
-        return len(minted), int(await redis.llen(pool_key))
+        available = int(await redis.llen(pool_key))
+        AVAILABLE.labels(str(campaign_id)).set(available)
+        return len(minted), available
 
     async def claim(self, campaign_id: int, visitor: str) -> str:
         redis = self._redis(campaign_id)
@@ -100,6 +112,8 @@ class GiftCodes:
             return recorded
         popped = await redis.eval(_CLAIM, 2, *keys, visitor)
         if popped is None:
+            CLAIMS.labels("pool_empty").inc()
+            AVAILABLE.labels(str(campaign_id)).set(0)
             raise Gone(f"campaign {campaign_id} has no gift codes left")
         code = _text(popped)
         try:
@@ -112,6 +126,7 @@ class GiftCodes:
                 recorded_now = cur.rowcount == 1
         except (aiomysql.Error, OSError, TimeoutError) as exc:
             await redis.eval(_GIVE_BACK, 2, *keys, visitor, code)
+            CLAIMS.labels("not_recorded").inc()
             raise DependencyUnavailable("the claim could not be recorded; try again") from exc
         if not recorded_now:
             # The database says this code is taken (or the visitor holds another): believe it.
@@ -121,6 +136,8 @@ class GiftCodes:
                 await redis.hset(keys[1], visitor, recorded)
                 return recorded
             return await self.claim(campaign_id, visitor)
+        CLAIMS.labels("claimed").inc()
+        AVAILABLE.labels(str(campaign_id)).set(int(await redis.llen(keys[0])))
         return str(code)
 
     async def _recorded(self, campaign_id: int, visitor: str) -> str | None:

@@ -63,6 +63,14 @@ async def test_1000_visitors_race_for_800_codes(cluster: RunningCluster) -> None
     assert statuses == Counter({200: 800, 410: 200})
     assert len(set(codes)) == 800
     assert _claims_in_mysql(cluster, campaign) == (800, 800, 800)
+    # The pool gauge the dashboards read: empty now, as last seen by the instances.
+    async with httpx.AsyncClient() as client:
+        gauges = [
+            (await client.get(f"{cluster.instance_url(name)}/metrics")).text
+            for name in ("banner_1", "banner_2")
+        ]
+    assert any(f'banner_gift_codes_available{{campaign="{campaign}"}} 0.0' in g for g in gauges)
+    assert all('banner_gift_code_claims_total{result="pool_empty"}' in g for g in gauges)
 
 
 async def test_a_visitor_asking_again_gets_the_same_code(cluster: RunningCluster) -> None:

@@ -77,6 +77,9 @@ async def test_a_visitor_never_sees_the_same_banner_twice_in_a_row(
     main_quarter, count = Counter(q for q, _ in seen).most_common(1)[0]
     if count >= 200:
         assert {b for q, b in seen if q == main_quarter} == sets[main_quarter]
+    async with httpx.AsyncClient() as client:
+        picks = (await client.get(f"{cluster.instance_url('banner_1')}/metrics")).text
+    assert 'banner_picks_total{rule="top10_by_revenue"}' in picks
 
 
 async def test_json_pick_and_cookie(cluster: RunningCluster) -> None:
