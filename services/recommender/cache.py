@@ -47,12 +47,33 @@ Loader = Callable[[Sequence[int]], Awaitable[dict[int, Body]]]
 LOOKUPS = Counter("recommender_cache_lookups", "Answers by where they came from", ["result"])
 INVALIDATIONS = Counter("recommender_invalidations", "Invalidation messages applied")
 
+# KEYS: entry, version, lock. ARGV: lock ms, the oldest `at` still fresh. One round trip: the
+# entry if fresh, else the lock taken (or not) together with what L2 held at that instant.
+_READ_OR_LOCK = """
+local entry = redis.call('GET', KEYS[1])
+local version = redis.call('GET', KEYS[2]) or '0'
+if entry and tonumber(cjson.decode(entry)['at']) >= tonumber(ARGV[2]) then
+  return {entry, version, 0}
+end
+local locked = 0
+if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[1]) then
+  locked = 1
+end
+return {entry or '', version, locked}
+"""
+# KEYS: entry, version, lock. ARGV: version read before the load, value, keep seconds, unlock.
+# The write happens only if no invalidation came in between; the lock goes in the same step, so
+# no other loader can find the lock free and L2 not yet filled.
 _STORE_IF_VERSION = """
+local stored = 0
 if (redis.call('GET', KEYS[2]) or '0') == ARGV[1] then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-  return 1
+  stored = 1
 end
-return 0
+if ARGV[4] == '1' then
+  redis.call('DEL', KEYS[3])
+end
+return stored
 """
 _INVALIDATE = """
 redis.call('INCR', KEYS[2])
@@ -70,6 +91,21 @@ class L2Entry:
     body: Body | None
     computed_at: float
     version: str
+
+
+def _text(value: bytes | str | None, default: str) -> str:
+    if value is None:
+        return default
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _entry(raw: bytes | str | None, version: bytes | str | None) -> L2Entry:
+    decoded = orjson.loads(raw) if raw else None
+    return L2Entry(
+        decoded["body"] if decoded else None,
+        float(decoded["at"]) if decoded else 0.0,
+        _text(version, "0"),
+    )
 
 
 class RecommendationCache:
@@ -125,35 +161,42 @@ class RecommendationCache:
 
     async def _get_uncached(self, user_id: int) -> tuple[Body, Source]:
         started = time.monotonic()
-        entry = await self._read_l2(user_id)
-        if entry.body is not None and time.time() - entry.computed_at < self.l2_ttl_s:
+        redis = self._redis(user_id)
+        try:
+            raw, version, locked = await redis.eval(
+                _READ_OR_LOCK,
+                3,
+                *_keys(user_id),
+                int(self.lock_s * 1000),
+                time.time() - self.l2_ttl_s,
+            )
+            entry = _entry(raw, version)
+        except (RedisError, OSError) as exc:
+            log.warning("L2 unavailable, loading without it", extra={"error": repr(exc)})
+            entry, locked = L2Entry(None, 0.0, "unknown"), 0
+        fresh_enough = time.time() - entry.computed_at < self.l2_ttl_s
+        if entry.body is not None and not locked and fresh_enough:
             self._keep(user_id, entry.body, started)
             return entry.body, "HIT-L2"
-        redis = self._redis(user_id)
-        _, _, lock = _keys(user_id)
-        if not await redis.set(lock, "1", nx=True, px=int(self.lock_s * 1000)):
+        if not locked and entry.version != "unknown":
             # Another worker is loading this user: its result lands in L2 shortly.
             deadline = time.monotonic() + self.lock_s
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
-                fresh = await self._read_l2(user_id)
+                fresh, still_loading = await self._poll(user_id)
                 if fresh.body is not None and fresh.computed_at > entry.computed_at:
                     self._keep(user_id, fresh.body, started)
                     return fresh.body, "HIT-L2"
-        else:
-            # The lock's previous holder may have filled L2 between our read and our lock.
-            fresh = await self._read_l2(user_id)
-            if fresh.body is not None and fresh.computed_at > entry.computed_at:
-                with contextlib.suppress(RedisError, OSError):
-                    await redis.delete(lock)
-                self._keep(user_id, fresh.body, started)
-                return fresh.body, "HIT-L2"
-            entry = fresh
+                if not still_loading:
+                    break  # the loader gave up (MySQL down?): no point waiting longer
         try:
-            body, source = (await self._load([user_id], {user_id: entry}, started))[user_id]
-        finally:
-            with contextlib.suppress(RedisError, OSError):
-                await redis.delete(lock)
+            body, source = (
+                await self._load([user_id], {user_id: entry}, started, unlock=bool(locked))
+            )[user_id]
+        except BaseException:
+            if locked:
+                await self._unlock([user_id])
+            raise
         if body is None:
             raise DependencyUnavailable(
                 "MySQL is not answering and nothing is cached for this user"
@@ -183,19 +226,25 @@ class RecommendationCache:
         return answers
 
     async def _load(
-        self, user_ids: list[int], seen: dict[int, L2Entry], started: float
+        self,
+        user_ids: list[int],
+        seen: dict[int, L2Entry],
+        started: float,
+        *,
+        unlock: bool = False,
     ) -> dict[int, tuple[Body | None, Source]]:
         try:
             bodies = await self.loader(user_ids)
         except DependencyUnavailable:
+            if unlock:
+                await self._unlock(user_ids)
             # MySQL is down: a stale L2 copy is better than nothing; the rest have no answer.
             return {
                 u: (seen[u].body, "STALE") if seen[u].body is not None else (None, "MISS")
                 for u in user_ids
             }
-        now = time.time()
+        await self._store_l2(bodies, seen, unlock=unlock)
         for user_id, body in bodies.items():
-            await self._store_l2(user_id, body, now, seen[user_id].version)
             self._keep(user_id, body, started)
         return {u: (bodies[u], "MISS") for u in user_ids}
 
@@ -206,8 +255,18 @@ class RecommendationCache:
 
     # --- Redis --------------------------------------------------------------------------
 
-    async def _read_l2(self, user_id: int) -> L2Entry:
-        return (await self._read_l2_many([user_id]))[user_id]
+    async def _poll(self, user_id: int) -> tuple[L2Entry, bool]:
+        """The L2 entry, and whether another worker still holds the user's load lock."""
+        entry_key, version_key, lock = _keys(user_id)
+        try:
+            async with self._redis(user_id).pipeline(transaction=False) as pipe:
+                pipe.get(entry_key)
+                pipe.get(version_key)
+                pipe.exists(lock)
+                raw, version, held = await pipe.execute()
+        except (RedisError, OSError):
+            return L2Entry(None, 0.0, "unknown"), False
+        return _entry(raw, version), bool(held)
 
     async def _read_l2_many(self, user_ids: Sequence[int]) -> dict[int, L2Entry]:
         by_shard: dict[str, list[int]] = defaultdict(list)
@@ -221,34 +280,52 @@ class RecommendationCache:
             except (RedisError, OSError) as exc:
                 log.warning("L2 read failed", extra={"shard": shard, "error": repr(exc)})
                 return {u: L2Entry(None, 0.0, "unknown") for u in users}
-            found = {}
-            for index, user_id in enumerate(users):
-                raw, version = values[2 * index], values[2 * index + 1]
-                entry = orjson.loads(raw) if raw else None
-                found[user_id] = L2Entry(
-                    entry["body"] if entry else None,
-                    float(entry["at"]) if entry else 0.0,
-                    version.decode() if isinstance(version, bytes) else str(version or "0"),
-                )
-            return found
+            return {
+                user_id: _entry(values[2 * index], values[2 * index + 1])
+                for index, user_id in enumerate(users)
+            }
 
         results = await asyncio.gather(*(one_shard(s, u) for s, u in by_shard.items()))
         return {user_id: entry for part in results for user_id, entry in part.items()}
 
-    async def _store_l2(self, user_id: int, body: Body, now: float, version: str) -> None:
-        if version == "unknown":
-            return  # the read failed: without the version a write could resurrect stale data
-        entry_key, version_key, _ = _keys(user_id)
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis(user_id).eval(
-                _STORE_IF_VERSION,
-                2,
-                entry_key,
-                version_key,
-                version,
-                orjson.dumps({"at": now, "body": body}),
-                self.l2_keep_s,
-            )
+    async def _store_l2(
+        self, bodies: dict[int, Body], seen: dict[int, L2Entry], *, unlock: bool
+    ) -> None:
+        """Write the loaded answers, one pipeline per shard, each a compare-and-set on the
+        version read before the load (and, for a single-flight loader, the unlock)."""
+        now = time.time()
+        by_shard: dict[str, list[int]] = defaultdict(list)
+        for user_id in bodies:
+            # Without the version (the read failed) a write could resurrect stale data.
+            if seen[user_id].version != "unknown":
+                by_shard[self.shards.ring.shard_for(str(user_id))].append(user_id)
+
+        async def one_shard(shard: str, users: list[int]) -> None:
+            async with self.shards.clients[shard].pipeline(transaction=False) as pipe:
+                for user_id in users:
+                    value = orjson.dumps({"at": now, "body": bodies[user_id]})
+                    pipe.eval(
+                        _STORE_IF_VERSION,
+                        3,
+                        *_keys(user_id),
+                        seen[user_id].version,
+                        value,
+                        self.l2_keep_s,
+                        "1" if unlock else "0",
+                    )
+                await pipe.execute()
+
+        results = await asyncio.gather(
+            *(one_shard(s, u) for s, u in by_shard.items()), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, RedisError | OSError):
+                raise result
+
+    async def _unlock(self, user_ids: Sequence[int]) -> None:
+        for user_id in user_ids:
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis(user_id).delete(_keys(user_id)[2])
 
     # --- invalidation -------------------------------------------------------------------
 
