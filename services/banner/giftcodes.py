@@ -16,6 +16,7 @@ import secrets
 import aiomysql
 from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from services.common.problems import DependencyUnavailable, Gone
 from services.common.redis_shards import RedisShards
@@ -93,8 +94,15 @@ class GiftCodes:
             await conn.commit()
         redis = self._redis(campaign_id)
         pool_key = _keys(campaign_id)[0]
-        for start in range(0, len(minted), 1000):
-            await redis.rpush(pool_key, *minted[start : start + 1000])
+        try:
+            async with redis.pipeline(transaction=True) as pipe:  # all codes pooled, or none
+                for start in range(0, len(minted), 1000):
+                    pipe.rpush(pool_key, *minted[start : start + 1000])
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # Unpooled codes could never be claimed: take them back out of the record.
+            await self._forget(minted)
+            raise DependencyUnavailable("the codes could not be pooled; none was minted") from exc
         available = int(await redis.llen(pool_key))
         AVAILABLE.labels(str(campaign_id)).set(available)
         return len(minted), available
@@ -139,6 +147,15 @@ class GiftCodes:
         CLAIMS.labels("claimed").inc()
         AVAILABLE.labels(str(campaign_id)).set(int(await redis.llen(keys[0])))
         return str(code)
+
+    async def _forget(self, codes: list[str]) -> None:
+        async with self.pool.acquire() as conn, conn.cursor() as cur:
+            for start in range(0, len(codes), 1000):
+                chunk = codes[start : start + 1000]
+                marks = ", ".join(["%s"] * len(chunk))
+                await cur.execute(
+                    f"DELETE FROM gift_codes WHERE visitor IS NULL AND code IN ({marks})", chunk
+                )
 
     async def _recorded(self, campaign_id: int, visitor: str) -> str | None:
         async with self.pool.acquire() as conn, conn.cursor() as cur:

@@ -9,6 +9,7 @@ import aiohttp
 import httpx
 
 from services.common.mysql import connect_blocking
+from services.common.ring import ShardRing
 from tests.support.cluster import RunningCluster
 
 
@@ -107,3 +108,29 @@ async def test_minting_needs_the_admin_token_and_a_sane_count(cluster: RunningCl
     assert unknown.status_code == 404
     for response in (anonymous, zero, huge, garbage, unknown):
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_codes_that_cannot_be_pooled_are_not_minted(cluster: RunningCluster) -> None:
+    campaign = 5
+    shard = ShardRing(cluster.topo.shard_names).shard_for(f"giftcodes:{campaign}")
+    await asyncio.to_thread(cluster.ctl, "stop", shard)
+    try:
+        async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+            refused = await client.post(
+                f"/api/campaigns/{campaign}/gift-codes", json={"count": 10}, headers=_admin(cluster)
+            )
+    finally:
+        await asyncio.to_thread(cluster.ctl, "start", shard)
+    assert refused.status_code == 503
+    assert refused.headers["content-type"] == "application/problem+json"
+    conn = connect_blocking(cluster.mysql_dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM gift_codes WHERE campaign_id = %s", (campaign,))
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    assert row[0] == 0
+    for name in ("banner_1", "banner_2"):
+        await asyncio.to_thread(cluster.wait_ready, name)
