@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,36 +56,36 @@ class Outcome:
         return self.kind == "success"
 
 
-def work_body(status: int, raw: bytes) -> Outcome:
-    """The work server's contract: 200 with `{"time": <int>}`."""
-    if status != 200:
+def _judge(status: int, raw: bytes, *, ok_status: bool, shape: Callable[[Any], bool]) -> Outcome:
+    if not ok_status:
         return Outcome("http_error", status=status)
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return Outcome("invalid_body", status=status)
-    if (
-        not isinstance(body, dict)
-        or set(body) != {"time"}
-        or not isinstance(body["time"], int)
-        or isinstance(body["time"], bool)
-    ):
+    if not shape(body):
         return Outcome("invalid_body", status=status)
     return Outcome("success", body=body, status=status)
 
 
+def _is_work(body: Any) -> bool:
+    return (
+        isinstance(body, dict)
+        and set(body) == {"time"}
+        and isinstance(body["time"], int)
+        and not isinstance(body["time"], bool)
+    )
+
+
+def work_body(status: int, raw: bytes) -> Outcome:
+    """The work server's contract: 200 with `{"time": <int>}`."""
+    return _judge(status, raw, ok_status=status == 200, shape=_is_work)
+
+
 def any_json(status: int, raw: bytes) -> Outcome:
     """A peer service: any 2xx JSON object."""
-    if not 200 <= status < 300:
-        return Outcome("http_error", status=status)
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return Outcome("invalid_body", status=status)
-    return (
-        Outcome("success", body=body, status=status)
-        if isinstance(body, dict)
-        else Outcome("invalid_body", status=status)
+    return _judge(
+        status, raw, ok_status=200 <= status < 300, shape=lambda body: isinstance(body, dict)
     )
 
 
