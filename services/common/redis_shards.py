@@ -6,6 +6,9 @@ import asyncio
 from collections.abc import Mapping
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError
 
 from services.common.ring import ShardRing
 
@@ -16,13 +19,18 @@ class RedisShards:
         self.clients: dict[str, Redis] = {}
         for name, url in urls.items():
             # A blocking pool makes a burst wait (up to timeout_s) for a connection instead of
-            # failing with "too many connections".
+            # failing with "too many connections". After a shard restarts, every pooled
+            # connection is dead: one immediate retry on a fresh connection turns that into no
+            # error at all. Writes are idempotent scripts, or (the gift-code pool) guarded by the
+            # MySQL record, so a repeat after a lost reply does no harm.
+            # Timeouts are not retried, so a dead shard costs timeout_s, not twice that.
             pool = BlockingConnectionPool.from_url(
                 url,
                 max_connections=pool_size,
                 timeout=timeout_s,
                 socket_timeout=timeout_s,
                 socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
             )
             self.clients[name] = Redis(connection_pool=pool)
 

@@ -21,9 +21,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_server(directory: Path) -> Iterator[int]:
-    """A redis-server with AOF on, on a free port, stopped (SIGTERM) on exit."""
-    port = free_port()
+def redis_server(directory: Path, port: int | None = None) -> Iterator[int]:
+    """A redis-server with AOF on, on a free port (or the given one), stopped (SIGTERM) on exit."""
+    port = port or free_port()
     directory.mkdir(parents=True, exist_ok=True)
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     proc = subprocess.Popen(
