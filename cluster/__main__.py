@@ -26,7 +26,7 @@ from pathlib import Path
 import redis
 
 from cluster import mariadb
-from cluster.render import render_nginx, render_supervisor
+from cluster.render import render_nginx, render_prometheus, render_supervisor
 from cluster.topology import SERVICES, ClusterSettings, Topology
 from services.common import migrations
 
@@ -80,6 +80,13 @@ def prepare(topo: Topology, *, foreground: bool) -> tuple[str, bool]:
     if external and private:
         say("MYSQL_DSN is set but not reachable; starting a private MariaDB instead")
     ports = [topo.gateway_port, topo.internal_port, topo.worksim_port, *topo.redis_ports]
+    ports += [
+        topo.prometheus_port,
+        topo.nginx_exporter_port,
+        topo.redis_exporter_port,
+        topo.mysqld_exporter_port,
+        topo.mtail_port,
+    ]
     ports += [i.port for i in topo.instances] + ([topo.mysql_port] if private else [])
     busy = [port for port in ports if not _port_free(port)]
     if busy:
@@ -90,6 +97,7 @@ def prepare(topo: Topology, *, foreground: bool) -> tuple[str, bool]:
     for instance in topo.instances:
         (topo.state / "metrics" / instance.name).mkdir(parents=True, exist_ok=True)
     render_nginx(topo)
+    render_prometheus(topo)
     render_supervisor(topo, foreground=foreground, mysql_dsn=dsn, private_mysql=private)
     return dsn, private
 

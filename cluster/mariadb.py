@@ -73,6 +73,14 @@ def provision(topo: Topology, timeout_s: float) -> None:
                 cur.execute("GRANT ALL PRIVILEGES ON quartet.* TO 'quartet'@%s", (host,))
                 # Tests count the queries a service sends through performance_schema.
                 cur.execute("GRANT SELECT ON performance_schema.* TO 'quartet'@%s", (host,))
+            # The metrics exporter reads server status, nothing of the data.
+            exporter = topo.secret("mysql_exporter_password")
+            cur.execute(
+                "CREATE USER IF NOT EXISTS 'exporter'@'127.0.0.1' IDENTIFIED BY %s", (exporter,)
+            )
+            cur.execute("ALTER USER 'exporter'@'127.0.0.1' IDENTIFIED BY %s", (exporter,))
+            cur.execute("GRANT PROCESS, REPLICATION CLIENT ON *.* TO 'exporter'@'127.0.0.1'")
+            cur.execute("GRANT SELECT ON performance_schema.* TO 'exporter'@'127.0.0.1'")
         conn.commit()
     finally:
         conn.close()

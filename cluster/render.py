@@ -3,14 +3,16 @@ the gateway's nginx files (the repository's nginx/ with its templates filled in)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from cluster.topology import ROOT, SERVICES, WORKSIM_DEFAULTS, Instance, Topology, which
+from services.common.mysql import MysqlTarget
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 # Variables passed through from the caller's environment to every service.
@@ -34,10 +36,12 @@ def render_nginx(topo: Topology) -> Path:
     if target.exists():
         # Keep only runtime state (temp dirs); configuration is rewritten from the repository.
         for child in target.iterdir():
-            if child.name not in {"tmp"}:
+            if child.name not in {"tmp", "logs"}:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     shutil.copytree(ROOT / "nginx", target, dirs_exist_ok=True)
     (target / "tmp").mkdir(exist_ok=True)
+    (target / "logs").mkdir(exist_ok=True)
+    (target / "logs" / "access.json").touch()  # mtail follows it from the start
     settings = topo.settings
     values = {
         "GATEWAY_LISTEN": f"127.0.0.1:{topo.gateway_port}",
@@ -58,6 +62,115 @@ def render_nginx(topo: Topology) -> Path:
         template.with_suffix("").write_text(fill(template.read_text(), values))
         template.unlink()
     return target
+
+
+def render_prometheus(topo: Topology) -> Path:
+    """The repository's prometheus/ with this cluster's targets (file_sd) beside it."""
+    target = topo.state / "prometheus"
+    for child in ("rules", "tests", "mtail", "targets"):
+        shutil.rmtree(target / child, ignore_errors=True)
+    shutil.copytree(ROOT / "prometheus", target, dirs_exist_ok=True)
+    targets = target / "targets"
+    targets.mkdir(exist_ok=True)
+
+    def write(job: str, groups: list[dict[str, object]]) -> None:
+        (targets / f"{job}.json").write_text(json.dumps(groups, indent=1))
+
+    for spec in SERVICES:
+        write(
+            spec.name, [{"targets": [f"127.0.0.1:{i.port}" for i in topo.instances_of(spec.name)]}]
+        )
+    write(
+        "gateway",
+        [
+            {
+                "targets": [
+                    f"127.0.0.1:{topo.nginx_exporter_port}",
+                    f"127.0.0.1:{topo.mtail_port}",
+                ]
+            }
+        ],
+    )
+    write(
+        "redis",
+        [
+            {
+                "targets": [f"redis://127.0.0.1:{port}"],
+                "labels": {"shard": name, "exporter": f"127.0.0.1:{topo.redis_exporter_port}"},
+            }
+            for name, port in zip(topo.shard_names, topo.redis_ports, strict=True)
+        ],
+    )
+    write("mysql", [{"targets": [f"127.0.0.1:{topo.mysqld_exporter_port}"]}])
+    write("prometheus", [{"targets": [f"127.0.0.1:{topo.prometheus_port}"]}])
+    return target
+
+
+def _monitoring(topo: Topology, mysql_dsn: str, log_for: Callable[[str], str]) -> list[str]:
+    """Prometheus and the exporters (Debian's packages), as supervisord programs."""
+    state = topo.state
+    mysql = MysqlTarget.from_dsn(mysql_dsn)
+    programs = [
+        (
+            "prometheus",
+            [
+                which("prometheus"),
+                f"--config.file={state / 'prometheus' / 'prometheus.yml'}",
+                f"--storage.tsdb.path={state / 'prometheus' / 'data'}",
+                "--storage.tsdb.retention.time=2d",
+                f"--web.listen-address=127.0.0.1:{topo.prometheus_port}",
+            ],
+            {},
+        ),
+        (
+            "nginx_exporter",
+            [
+                which("prometheus-nginx-exporter"),
+                f"-nginx.scrape-uri=http://127.0.0.1:{topo.internal_port}/_status",
+                f"-web.listen-address=127.0.0.1:{topo.nginx_exporter_port}",
+            ],
+            {},
+        ),
+        (
+            "redis_exporter",
+            [
+                which("prometheus-redis-exporter"),
+                "-redis.addr=",
+                f"-web.listen-address=127.0.0.1:{topo.redis_exporter_port}",
+            ],
+            {},
+        ),
+        (
+            "mysqld_exporter",
+            [
+                which("prometheus-mysqld-exporter"),
+                f"--web.listen-address=127.0.0.1:{topo.mysqld_exporter_port}",
+            ],
+            {"DATA_SOURCE_NAME": f"{mysql.user}:{mysql.password}@({mysql.host}:{mysql.port})/"},
+        ),
+        (
+            "mtail",
+            [
+                which("mtail"),
+                "-progs",
+                str(state / "prometheus" / "mtail"),
+                "-logs",
+                str(state / "nginx" / "logs" / "access.json"),
+                "-address",
+                "127.0.0.1",
+                "-port",
+                str(topo.mtail_port),
+                "-emit_prog_label=false",
+            ],
+            {},
+        ),
+    ]
+    return [
+        _program(
+            name, command, log=log_for(name), autostart=True, priority=950, stopwait=15, env=env
+        )
+        for name, command, env in programs
+    ]
 
 
 def service_env(topo: Topology, instance: Instance, mysql_dsn: str) -> dict[str, str]:
@@ -250,6 +363,8 @@ def render_supervisor(
     sections.append(
         _program("nginx", command, log=log_for("nginx"), autostart=False, priority=900, stopwait=20)
     )
+    exporter_dsn = mysql_dsn if not private_mysql else topo.private_mysql_dsn(user="exporter")
+    sections += _monitoring(topo, exporter_dsn, log_for)
     topo.supervisor_conf.write_text("\n".join(sections))
     topo.supervisor_conf.chmod(0o600)
     return topo.supervisor_conf

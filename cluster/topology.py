@@ -85,6 +85,11 @@ class Topology:
         self.internal_port = 8081 + offset
         self.mysql_port = 3307 + offset
         self.worksim_port = WORKSIM_BASE_PORT + offset
+        self.prometheus_port = 9090 + offset
+        self.nginx_exporter_port = 9113 + offset
+        self.redis_exporter_port = 9121 + offset
+        self.mysqld_exporter_port = 9104 + offset
+        self.mtail_port = 3903 + offset
         self.redis_ports = [port + offset for port in REDIS_BASE_PORTS]
         self.instances = [
             Instance(spec.name, i, spec.base_port + offset + i - 1)
@@ -147,9 +152,9 @@ class Topology:
     def admin_token(self) -> str:
         return os.environ.get("ADMIN_TOKEN") or self.secret("admin_token")
 
-    def private_mysql_dsn(self) -> str:
-        password = self.secret("mysql_password")
-        return f"mysql://quartet:{password}@127.0.0.1:{self.mysql_port}/quartet"
+    def private_mysql_dsn(self, user: str = "quartet") -> str:
+        password = self.secret(f"mysql_{user}_password" if user != "quartet" else "mysql_password")
+        return f"mysql://{user}:{password}@127.0.0.1:{self.mysql_port}/quartet"
 
 
 def which(binary: str) -> str:

@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(redis-server mariadb-server mariadb-client nginx-light wrk python3-venv)
+APT_PACKAGES=(redis-server mariadb-server mariadb-client nginx-light wrk python3-venv
+  prometheus prometheus-nginx-exporter prometheus-redis-exporter prometheus-mysqld-exporter mtail)
 # binary that proves each package is installed (same order as APT_PACKAGES)
-APT_PROBES=(redis-server mariadbd mariadb nginx wrk "")
+APT_PROBES=(redis-server mariadbd mariadb nginx wrk ""
+  promtool prometheus-nginx-exporter prometheus-redis-exporter prometheus-mysqld-exporter mtail)
 
 say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
 
