@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,8 +69,6 @@ class RunningCluster:
         return self.cli("ctl", *args)
 
     def wait_ready(self, name: str, timeout_s: float = 60) -> None:
-        import urllib.request
-
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
