@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +21,10 @@ def cluster() -> Iterator[test_cluster.RunningCluster]:
         yield running
     finally:
         running.cli("down", check=False)
-        shutil.rmtree(state, ignore_errors=True)
+        if os.environ.get("QUARTET_KEEP_TEST_STATE"):
+            print(f"test cluster state kept in {state}")
+        else:
+            shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture

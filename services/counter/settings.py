@@ -26,5 +26,6 @@ class CounterSettings(ServiceSettings):
     BATCH_KEYS: int = Field(2_000, ge=1, le=100_000)
     # A failing flush is retried with exponential backoff up to this.
     RETRY_MAX_S: float = Field(5.0, gt=0, le=300)
-    # On shutdown, how long to keep retrying the final flush.
-    SHUTDOWN_FLUSH_S: float = Field(10.0, ge=0, le=300)
+    # On shutdown, how long to keep retrying the final flush: most of gunicorn's graceful
+    # timeout (30 s), so a slow MySQL or Redis at that moment costs time, not visits.
+    SHUTDOWN_FLUSH_S: float = Field(25.0, ge=0, le=300)

@@ -59,8 +59,10 @@ async def apply_ledger(
     # Sorted, so concurrent batches from other processes lock rows in the same order (no deadlock).
     rows = sorted((page, day, visits) for (page, day), visits in deltas.items())
     async with pool.acquire() as conn:
-        await conn.begin()
         try:
+            # Inside the try: a BEGIN cut off by a cancellation would otherwise leave a pooled
+            # connection with an unread reply, and the next batch reading the wrong answers.
+            await conn.begin()
             async with conn.cursor() as cur:
                 try:
                     await cur.execute(

@@ -32,6 +32,18 @@ class PostLoad:
         return await self._task
 
 
+def _problems_logged(cluster: RunningCluster) -> str:
+    """The counters' warnings and errors, to say why a count is off when one is."""
+    lines = []
+    for log in sorted((cluster.topo.state / "logs").glob("counter_*.log")):
+        lines += [
+            f"{log.name}: {line}"
+            for line in log.read_text().splitlines()
+            if '"level":"WARNING"' in line or '"level":"ERROR"' in line
+        ]
+    return "\n".join(lines[-40:])
+
+
 async def _settled(cluster: RunningCluster, shard: str, page: str, expected: int) -> int:
     """The page's count in Redis once every buffer has drained (polls up to 15 s)."""
     client = cluster.redis(shard)
@@ -59,11 +71,11 @@ async def test_sigterm_mid_load_loses_and_duplicates_nothing(
     await asyncio.to_thread(cluster.ctl, "start", "counter:counter_1")
     await asyncio.to_thread(cluster.wait_ready, "counter_1")
     assert result.ok > 1000, result
-    assert await _settled(cluster, shard, page, result.ok) == result.ok, result
+    assert await _settled(cluster, shard, page, result.ok) == result.ok, _problems_logged(cluster)
     deadline = time.monotonic() + 10
     while ledger_total(cluster, page) != result.ok and time.monotonic() < deadline:
         await asyncio.sleep(0.25)
-    assert ledger_total(cluster, page) == result.ok
+    assert ledger_total(cluster, page) == result.ok, _problems_logged(cluster)
 
 
 async def test_sigterm_to_one_worker_mid_load_is_exact(
@@ -80,7 +92,7 @@ async def test_sigterm_to_one_worker_mid_load_is_exact(
     await asyncio.sleep(1.5)
     result = await load.finish()
     assert result.ok > 1000, result
-    assert await _settled(cluster, shard, page, result.ok) == result.ok, result
+    assert await _settled(cluster, shard, page, result.ok) == result.ok, _problems_logged(cluster)
 
 
 async def test_shard_killed_during_load_then_back_is_exact(
@@ -108,7 +120,7 @@ async def test_shard_killed_during_load_then_back_is_exact(
     assert ready.json()["detail"] == f"not ready: redis:{shard}"
     assert set(result.statuses) == {200}, result
     assert result.ok > 1000
-    assert await _settled(cluster, shard, page, result.ok) == result.ok, result
+    assert await _settled(cluster, shard, page, result.ok) == result.ok, _problems_logged(cluster)
     async with httpx.AsyncClient() as client:
         for name in ("counter_1", "counter_2"):
             assert (await client.get(f"{cluster.instance_url(name)}/readyz")).status_code == 200
