@@ -134,14 +134,7 @@ def orchestrate(topo: Topology, dsn: str, private: bool) -> None:
         mariadb.provision(topo, timeout_s)
     say("applying migrations")
     asyncio.run(migrations.run([s.name for s in SERVICES], dsn))
-    load_banner_data(topo, dsn)
-    say("demo recommender data (only into empty tables)")
-    users = str(topo.settings.RECOMMENDER_USERS)
-    subprocess.run(
-        [sys.executable, "-m", "services.recommender.generate", "--users", users, "--if-empty"],
-        env={**os.environ, "MYSQL_DSN": dsn},
-        check=True,
-    )
+    seed_demo_data(topo, dsn)
     for spec in SERVICES:
         ctl(topo, "start", f"{spec.name}:*")
     for instance in topo.instances:
@@ -154,16 +147,13 @@ def orchestrate(topo: Topology, dsn: str, private: bool) -> None:
     _wait("gateway", lambda: _http_ok(f"{topo.gateway_url}/gateway/health"), timeout_s)
 
 
-def load_banner_data(topo: Topology, dsn: str) -> None:
-    """Generate the demo dataset on first start (unless BANNER_DATA_DIR names one) and ingest it;
-    ingesting is idempotent, so later starts only confirm nothing changed."""
-    data = topo.banner_data()
-    if not os.environ.get("BANNER_DATA_DIR") and not data.exists():
-        say(f"generating the demo banner dataset in {data}")
-        subprocess.run([sys.executable, "-m", "services.banner.generate", str(data)], check=True)
-    say(f"ingesting banner data from {data}")
+def seed_demo_data(topo: Topology, dsn: str) -> None:
+    """The banner dataset ($BANNER_DATA_DIR, else the generated demo set) and the demo recommender
+    events: the same idempotent step the container deployments run as a one-shot job."""
+    users = str(topo.settings.RECOMMENDER_USERS)
+    command = [sys.executable, "-m", "services.demo_data", "--banner-dir", str(topo.banner_data())]
     env = {**os.environ, "MYSQL_DSN": dsn, "REDIS_SHARDS": topo.redis_shards}
-    subprocess.run([sys.executable, "-m", "services.banner.ingest", str(data)], env=env, check=True)
+    subprocess.run([*command, "--users", users], env=env, check=True)
 
 
 def summary(topo: Topology, private: bool, foreground: bool) -> None:

@@ -41,11 +41,12 @@ def render_nginx(topo: Topology) -> Path:
     shutil.copytree(ROOT / "nginx", target, dirs_exist_ok=True)
     (target / "tmp").mkdir(exist_ok=True)
     (target / "logs").mkdir(exist_ok=True)
-    (target / "logs" / "access.json").touch()  # mtail follows it from the start
+    (target / "logs" / "metrics.log").touch()  # mtail follows it from the start
     settings = topo.settings
     values = {
         "GATEWAY_LISTEN": f"127.0.0.1:{topo.gateway_port}",
         "INTERNAL_LISTEN": f"127.0.0.1:{topo.internal_port}",
+        "METRICS_LOG": "logs/metrics.log",
         "GATEWAY_RATE": settings.GATEWAY_RATE,
         "GATEWAY_BURST": str(settings.GATEWAY_BURST),
         "GATEWAY_CONN": str(settings.GATEWAY_CONN),
@@ -155,7 +156,7 @@ def _monitoring(topo: Topology, mysql_dsn: str, log_for: Callable[[str], str]) -
                 "-progs",
                 str(state / "prometheus" / "mtail"),
                 "-logs",
-                str(state / "nginx" / "logs" / "access.json"),
+                str(state / "nginx" / "logs" / "metrics.log"),
                 "-address",
                 "127.0.0.1",
                 "-port",

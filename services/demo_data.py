@@ -1,0 +1,56 @@
+"""Seed a fresh cluster with the demo data: banners (generated, then ingested) and events.
+
+    python -m services.demo_data --banner-dir DIR [--users N]     (MYSQL_DSN, REDIS_SHARDS from env)
+
+Every step is idempotent, so the local cluster runs this on every start and the container
+deployments run it as a one-shot job: the banner dataset is generated only into an empty (or
+missing) DIR, ingesting rejects files it already holds, and events are generated only into empty
+tables. `--banner-dir` naming a directory of real data (the original DataChef layout) ingests
+that instead; nothing is generated into a directory that already has files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from services.banner import generate as banner_generate
+from services.banner.ingest import ingest
+from services.common.settings import parse_shards
+from services.recommender import generate as events_generate
+
+# The seed every deployment uses: banner pods that generate their own copy of the images (the
+# Kubernetes initContainer) get the same files as the dataset ingested here.
+SEED = 7
+
+
+def seed(banner_dir: Path, dsn: str, shards: dict[str, str], *, users: int) -> None:
+    if not banner_dir.is_dir() or not any(banner_dir.iterdir()):
+        print(f"generating the demo banner dataset in {banner_dir}", flush=True)
+        banner_generate.generate(banner_dir, seed=SEED)
+    print(f"ingesting banner data from {banner_dir}", flush=True)
+    ingest(banner_dir, dsn, shards, lambda line: print(line, flush=True))
+    print("demo recommender events (only into empty tables)", flush=True)
+    events_generate.generate(dsn, users=users, per_user=24, seed=SEED, if_empty=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--banner-dir", type=Path, required=True)
+    parser.add_argument("--users", type=int, default=10_000, help="users of the demo events")
+    parser.add_argument("--dsn", default=os.environ.get("MYSQL_DSN"), help="default: $MYSQL_DSN")
+    args = parser.parse_args()
+    if not args.dsn:
+        sys.exit("MYSQL_DSN is not set")
+    if args.users < 1:
+        sys.exit("--users must be positive")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    shards = parse_shards(os.environ.get("REDIS_SHARDS", ""))
+    seed(args.banner_dir, args.dsn, shards, users=args.users)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The environment names each service's settings read, for the deployment drift checks."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings
+
+from services.aggregator.settings import AggregatorSettings
+from services.banner.settings import BannerSettings
+from services.counter.settings import CounterSettings
+from services.recommender.settings import RecommenderSettings
+
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "counter": CounterSettings,
+    "banner": BannerSettings,
+    "recommender": RecommenderSettings,
+    "aggregator": AggregatorSettings,
+}
+# Read by the image's runtime (gunicorn_conf.py, the probe, Python), not by the settings classes.
+RUNTIME_ENV = frozenset(
+    {"QUARTET_SERVICE", "PORT", "WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR", "PYTHONUNBUFFERED"}
+)
+
+
+def _name(cls: type[BaseSettings], field: str) -> str:
+    info = cls.model_fields[field]
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    return str(info.validation_alias) if info.validation_alias else prefix + field
+
+
+def env_names(service: str) -> set[str]:
+    """Every variable the service's settings accept."""
+    cls = SETTINGS[service]
+    return {_name(cls, field) for field in cls.model_fields}
+
+
+def required_env(service: str) -> set[str]:
+    """The variables without a default: a deployment that leaves one out cannot start."""
+    cls = SETTINGS[service]
+    return {_name(cls, field) for field, info in cls.model_fields.items() if info.is_required()}
