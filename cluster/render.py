@@ -351,7 +351,7 @@ def render_supervisor(
     nginx_prefix = state / "nginx"
     # As root, nginx's workers would switch to `nobody`, who may not be able to read a state
     # directory under a private home or a 0700 temp dir; locally they stay the invoking user.
-    directives = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
+    directives = "daemon off; worker_processes auto;" + (" user root;" if os.geteuid() == 0 else "")
     command = [
         which("nginx"),
         "-p",

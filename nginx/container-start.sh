@@ -21,6 +21,8 @@ prefix=${NGINX_PREFIX:-/tmp/nginx}
 : "${UPSTREAM_PORT:=8000}"
 : "${METRICS_LOG:=/var/log/gateway/metrics.log}"
 : "${METRICS_LOG_MAX_BYTES:=67108864}"
+# One worker per CPU the container may use (Kubernetes: the CPU limit, by resourceFieldRef).
+: "${NGINX_WORKER_PROCESSES:=auto}"
 
 copy_tree() {
     mkdir -p "$2"
@@ -90,4 +92,5 @@ case $METRICS_LOG in
         ;;
 esac
 
-exec nginx -p "$prefix/" -c "$prefix/nginx.conf" -g 'daemon off;'
+exec nginx -p "$prefix/" -c "$prefix/nginx.conf" \
+    -g "daemon off; worker_processes $NGINX_WORKER_PROCESSES;"
