@@ -48,11 +48,12 @@ def _start(call: Call, count: int) -> list[asyncio.Task[Outcome]]:
 async def fan_all(call: Call, deadline: float) -> list[Any]:
     tasks = _start(call, FANOUT)
     try:
-        _, pending = await asyncio.wait(tasks, timeout=_remaining(deadline))
+        done, pending = await asyncio.wait(tasks, timeout=_remaining(deadline))
     finally:
         await _settle({t for t in tasks if not t.done()})
-    # A call cut off by the deadline itself did not finish in time either.
-    late = len(pending) + sum(1 for t in tasks if t.done() and t.result().kind == "timeout")
+    # Only `done` has results: the pending calls are cancelled now. A call cut off by the
+    # deadline itself did not finish in time either.
+    late = len(pending) + sum(1 for t in done if t.result().kind == "timeout")
     if late:
         raise DeadlineExceeded(f"{late} of {FANOUT} calls did not finish in time")
     bodies = [t.result().body for t in tasks if t.result().ok]

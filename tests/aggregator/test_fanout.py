@@ -13,7 +13,10 @@ import pytest
 from fastapi import FastAPI
 
 from services.aggregator.app import build_app
+from services.aggregator.fanout import fan_all
 from services.aggregator.settings import AggregatorSettings
+from services.aggregator.upstream import Outcome
+from services.common.problems import DeadlineExceeded
 from tests.support.asgi import serve
 from tests.support.scripted_upstream import ScriptedUpstream, scripted_upstream
 
@@ -205,3 +208,15 @@ async def test_no_task_or_connection_outlives_1000_mixed_requests(
     assert idle <= 32
     # Hung calls were cancelled: their connections were closed, not kept.
     assert upstream.open_connections <= 32
+
+
+async def test_all_with_a_call_still_running_at_the_deadline_is_a_deadline_not_a_crash() -> None:
+    # The upstream client bounds each call by the deadline, but the loop can wake the policy
+    # first: the call is then still pending, and is cancelled rather than finished.
+    async def call() -> Outcome:
+        await asyncio.sleep(5)
+        return Outcome("success", body={"time": 1})
+
+    deadline = asyncio.get_running_loop().time() + 0.05
+    with pytest.raises(DeadlineExceeded, match="3 of 3"):
+        await fan_all(call, deadline)
