@@ -4,7 +4,7 @@ PY := .venv/bin/python
 STAMP := .venv/.quartet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run up down status clean test test-fast lint format
+.PHONY: help install run up down status clean test test-fast lint format loadtest bench
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,3 +35,13 @@ lint: install ## ruff and mypy
 
 format: install ## apply ruff's formatting and safe fixes
 	@$(PY) -m ruff format . && $(PY) -m ruff check --fix .
+
+# Load profiles and benchmarks, against the running local cluster (`make up`).
+PROFILE ?= 100
+LOADTEST_OUT := loadtest/results/$(PROFILE)-$(shell date +%Y%m%d-%H%M%S)
+
+loadtest: install ## a locust profile, headless (PROFILE=smoke|10|100|1000); CSV + HTML in loadtest/results/
+	@ADMIN_TOKEN=$${ADMIN_TOKEN:-$$(cat .run/secrets/admin_token)} $(PY) -m locust -f loadtest/locustfile.py --config loadtest/profiles/$(PROFILE).conf --csv $(LOADTEST_OUT)/locust --html $(LOADTEST_OUT)/report.html
+
+bench: install ## wrk over every hot endpoint vs the trivial one; JSON + PNG in bench/results/ (BENCH_ARGS=...)
+	@$(PY) bench/run.py $(BENCH_ARGS)

@@ -258,6 +258,9 @@ def render_supervisor(
         f"logfile={logs / 'supervisord.log'}\n"
         f"pidfile={topo.supervisor_pidfile}\n"
         f"childlogdir={logs}\n"
+        # Inherited by every program: nginx and the services hold thousands of sockets under
+        # load (the default, 1024, runs out and nginx falls back to its HTML error pages).
+        "minfds=10240\n"
         "loglevel=info\n",
         f"[unix_http_server]\nfile={state / 'supervisor.sock'}\nchmod=0700\n",
         f"[supervisorctl]\nserverurl=unix://{state / 'supervisor.sock'}\n",

@@ -121,8 +121,12 @@ def test_the_container_gateway_serves_the_cluster(
         rendered = (shared_dir / "prefix" / "gateway" / "limits.conf").read_text()
         assert "set_real_ip_from 10.0.0.0/8;" in rendered
         assert not list((shared_dir / "prefix").rglob("*.template"))
-        lines = (shared_dir / "log" / "metrics.log").read_text().splitlines()
-        assert '{"listener":"public","status":200}' in lines
+        # The metrics lines are buffered for up to a second.
+        deadline = time.monotonic() + 10
+        metrics_log = shared_dir / "log" / "metrics.log"
+        while '{"listener":"public","status":200}' not in metrics_log.read_text().splitlines():
+            assert time.monotonic() < deadline, metrics_log.read_text()
+            time.sleep(0.2)
     finally:
         assert _stop(process) == 0
 
