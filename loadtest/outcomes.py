@@ -163,18 +163,22 @@ def image_url(body: bytes) -> str | None:
     return body[start:end].decode() if end > start else None
 
 
-def check_banner(body: bytes) -> str | None:
-    parsed = _json(body)
-    if not isinstance(parsed, dict) or not _is_int(parsed.get("banner_id")):
-        return "no integer 'banner_id'"
-    return None
+def _field(name: str, accept: Callable[[object], bool], wanted: str) -> Check:
+    """A check that the body is a JSON object whose `name` passes `accept`."""
+
+    def check(body: bytes) -> str | None:
+        parsed = _json(body)
+        if not isinstance(parsed, dict) or not accept(parsed.get(name)):
+            return f"no {wanted}"
+        return None
+
+    return check
 
 
-def check_recommend(body: bytes) -> str | None:
-    parsed = _json(body)
-    if not isinstance(parsed, dict) or not isinstance(parsed.get("recommendations"), dict):
-        return "no 'recommendations' object"
-    return None
+check_banner = _field("banner_id", _is_int, "integer 'banner_id'")
+check_recommend = _field(
+    "recommendations", lambda v: isinstance(v, dict), "'recommendations' object"
+)
 
 
 def check_batch(body: bytes) -> str | None:
@@ -211,32 +215,10 @@ def check_list(body: bytes) -> str | None:
     return None
 
 
-def check_accepted(body: bytes) -> str | None:
-    parsed = _json(body)
-    if not isinstance(parsed, dict) or parsed.get("status") != "accepted":
-        return "no {'status': 'accepted'}"
-    return None
-
-
-def check_invalidated(body: bytes) -> str | None:
-    parsed = _json(body)
-    if not isinstance(parsed, dict) or parsed.get("status") != "invalidated":
-        return "no {'status': 'invalidated'}"
-    return None
-
-
-def check_minted(body: bytes) -> str | None:
-    parsed = _json(body)
-    if not isinstance(parsed, dict) or not _is_int(parsed.get("minted")):
-        return "no integer 'minted'"
-    return None
-
-
-def check_gift_code(body: bytes) -> str | None:
-    parsed = _json(body)
-    if not isinstance(parsed, dict) or not isinstance(parsed.get("code"), str):
-        return "no 'code'"
-    return None
+check_accepted = _field("status", lambda v: v == "accepted", "{'status': 'accepted'}")
+check_invalidated = _field("status", lambda v: v == "invalidated", "{'status': 'invalidated'}")
+check_minted = _field("minted", _is_int, "integer 'minted'")
+check_gift_code = _field("code", lambda v: isinstance(v, str), "'code'")
 
 
 # --- the verdict over a whole run -------------------------------------------------------------

@@ -200,3 +200,23 @@ def test_locust_csv_files_are_read(tmp_path: Path) -> None:
     assert outcomes.requests_by_kind(stats) == {"visitor": 14, "reader": 5}
     failures = outcomes.read_failures_csv(tmp_path / "run_failures.csv")
     assert [f.outcome for f in failures] == [Outcome.RATE_LIMITED]
+
+
+@pytest.mark.parametrize(
+    ("check", "good", "bad"),
+    [
+        (outcomes.check_banner, b'{"banner_id": 7}', b'{"banner_id": "7"}'),
+        (outcomes.check_recommend, b'{"recommendations": {}}', b'{"recommendations": []}'),
+        (outcomes.check_accepted, b'{"status": "accepted"}', b'{"status": "queued"}'),
+        (outcomes.check_invalidated, b'{"status": "invalidated"}', b'{"status": "accepted"}'),
+        (outcomes.check_minted, b'{"minted": 10, "available": 10}', b'{"available": 10}'),
+        (outcomes.check_gift_code, b'{"code": "ABCD"}', b'{"code": null}'),
+    ],
+)
+def test_field_checks_accept_the_promised_shape_only(
+    check: outcomes.Check, good: bytes, bad: bytes
+) -> None:
+    assert check(good) is None
+    assert check(bad) is not None
+    assert check(b"not json") is not None
+    assert check(b"[]") is not None
