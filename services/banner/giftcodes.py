@@ -59,12 +59,18 @@ def new_code() -> str:
     return base64.b32encode(secrets.token_bytes(CODE_BYTES)).decode().rstrip("=")
 
 
-def _text(value: bytes | str) -> str:
+def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _keys(campaign_id: int) -> list[str]:
-    return [f"giftcodes:{campaign_id}:pool", f"giftcodes:{campaign_id}:claims"]
+def owner_key(campaign_id: int) -> str:
+    """What the ring places: a campaign's pool and claim map live on this key's shard."""
+    return f"giftcodes:{campaign_id}"
+
+
+def pool_keys(campaign_id: int) -> list[str]:
+    """The campaign's pool of unclaimed codes (a list) and its visitor -> code map (a hash)."""
+    return [f"{owner_key(campaign_id)}:pool", f"{owner_key(campaign_id)}:claims"]
 
 
 class GiftCodes:
@@ -73,7 +79,7 @@ class GiftCodes:
         self.pool = pool
 
     def _redis(self, campaign_id: int) -> Redis:
-        return self.shards.owner(f"giftcodes:{campaign_id}")[1]
+        return self.shards.owner(owner_key(campaign_id))[1]
 
     async def mint(self, campaign_id: int, count: int) -> tuple[int, int]:
         """Create `count` new codes; returns (minted, codes now available in the pool)."""
@@ -93,7 +99,7 @@ class GiftCodes:
                         minted.append(code)
             await conn.commit()
         redis = self._redis(campaign_id)
-        pool_key = _keys(campaign_id)[0]
+        pool_key = pool_keys(campaign_id)[0]
         try:
             async with redis.pipeline(transaction=True) as pipe:  # all codes pooled, or none
                 for start in range(0, len(minted), 1000):
@@ -109,10 +115,10 @@ class GiftCodes:
 
     async def claim(self, campaign_id: int, visitor: str) -> str:
         redis = self._redis(campaign_id)
-        keys = _keys(campaign_id)
+        keys = pool_keys(campaign_id)
         held = await redis.hget(keys[1], visitor)
         if held is not None:
-            return _text(held)
+            return text(held)
         # Redis may have lost the map (a restored shard): MySQL still knows.
         recorded = await self._recorded(campaign_id, visitor)
         if recorded is not None:
@@ -123,7 +129,7 @@ class GiftCodes:
             CLAIMS.labels("pool_empty").inc()
             AVAILABLE.labels(str(campaign_id)).set(0)
             raise Gone(f"campaign {campaign_id} has no gift codes left")
-        code = _text(popped)
+        code = text(popped)
         try:
             async with self.pool.acquire() as conn, conn.cursor() as cur:
                 await cur.execute(

@@ -467,6 +467,7 @@ def _allowed(docs: tuple[Doc, ...], source: str, target: str, port: int) -> bool
         ("prometheus", "redis", 6379, False),
         ("migrations", "mysql", 3306, True),
         ("demo-data", "mysql", 3306, True),
+        ("counter-rebalance", "mysql", 3306, True),
         ("aggregator", "mysql", 3306, False),
         ("gateway", "mysql", 3306, False),
         ("prometheus", "mysqld-exporter", 9104, True),
