@@ -5,6 +5,7 @@ the test cluster's MariaDB)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -90,8 +91,11 @@ async def test_after_a_new_shard_every_unclaimed_code_is_claimable_once(
         with pytest.raises(Gone):
             await new_codes.claim(moved[0], "stranded")
 
+        # The shared test database may hold other tests' unclaimed codes too: at least every
+        # unclaimed code of the moved campaigns was missing on its new owner.
         report = _repool(cluster, before, after)
-        assert f"{len(CAMPAIGNS)} campaigns" in report
+        pooled = int(re.search(r"(\d+) codes pooled again", report)[1])  # type: ignore[index]
+        assert pooled >= len(moved) * (PER_CAMPAIGN - 1), report
 
         old_client = Redis.from_url(two_servers["old"])
         try:
