@@ -34,7 +34,9 @@ def seed(banner_dir: Path, dsn: str, shards: dict[str, str], *, users: int) -> N
     print(f"ingesting banner data from {banner_dir}", flush=True)
     ingest(banner_dir, dsn, shards, lambda line: print(line, flush=True))
     print("demo recommender events (only into empty tables)", flush=True)
-    events_generate.generate(dsn, users=users, per_user=24, seed=SEED, if_empty=True)
+    events_generate.generate(
+        dsn, users=users, per_user=events_generate.EVENTS_PER_USER, seed=SEED, if_empty=True
+    )
 
 
 def main() -> None:

@@ -99,6 +99,10 @@ def events(users: int, per_user: int, seed: int, now: dt.datetime) -> Iterator[t
                 )
 
 
+# Events per user on average: enough history for the scoring to differ between users.
+EVENTS_PER_USER = 24
+
+
 def generate(dsn: str, *, users: int, per_user: int, seed: int, if_empty: bool) -> int:
     conn = connect_blocking(dsn, timeout_s=5)
     try:
@@ -145,7 +149,9 @@ def generate(dsn: str, *, users: int, per_user: int, seed: int, if_empty: bool) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--events", type=int, default=24, help="average events per user")
+    parser.add_argument(
+        "--events", type=int, default=EVENTS_PER_USER, help="average events per user"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--if-empty", action="store_true", help="do nothing if events exist")
     parser.add_argument("--dsn", default=os.environ.get("MYSQL_DSN"))

@@ -13,6 +13,7 @@ from services.banner.settings import BannerSettings
 from services.common.settings import ServiceSettings
 from services.counter.settings import CounterSettings
 from services.recommender.settings import RecommenderSettings
+from tests.support.settings_env import env_name
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
 # The kit's per-service knobs are documented once, with the counter's prefix.
@@ -20,10 +21,9 @@ KIT_KNOBS = {name for name, f in ServiceSettings.model_fields.items() if not f.v
 
 
 def _undocumented(cls: type[BaseSettings]) -> list[str]:
-    prefix = str(cls.model_config.get("env_prefix", ""))
     missing = []
-    for name, field in cls.model_fields.items():
-        env = str(field.validation_alias) if field.validation_alias else prefix + name
+    for name in cls.model_fields:
+        env = env_name(cls, name)
         documented = (
             f"`{env}`" in DOC
             or f"`{env}`," in DOC

@@ -15,7 +15,12 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from cluster.topology import SERVICES as CLUSTER_SERVICES
+from services.common import gunicorn_conf
+
 ROOT = Path(__file__).resolve().parents[2]
+# Executed afresh per test (the module reads its environment when it runs).
+GUNICORN_CONF = gunicorn_conf.__file__
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 INSTRUCTIONS = [
     line
@@ -121,13 +126,17 @@ def test_the_runtime_dependencies_cover_every_import_of_the_services() -> None:
     assert missing == {}
 
 
-@pytest.mark.parametrize("service", ["counter", "banner", "recommender", "aggregator", "worksim"])
+def test_gunicorn_knows_every_service_of_the_cluster() -> None:
+    assert {spec.name for spec in CLUSTER_SERVICES} | {"worksim"} == set(gunicorn_conf.SERVICES)
+
+
+@pytest.mark.parametrize("service", gunicorn_conf.SERVICES)
 def test_gunicorn_serves_the_service_the_image_names(
     service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("QUARTET_SERVICE", service)
     monkeypatch.setenv("PORT", "8123")
-    conf = runpy.run_module("services.common.gunicorn_conf")
+    conf = runpy.run_path(GUNICORN_CONF)
     assert conf["wsgi_app"] == f"services.{service}.app:app"
     assert conf["bind"] == ["0.0.0.0:8123"]
 
@@ -135,11 +144,11 @@ def test_gunicorn_serves_the_service_the_image_names(
 def test_gunicorn_refuses_an_unknown_service(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUARTET_SERVICE", "nope")
     with pytest.raises(SystemExit, match="expected one of"):
-        runpy.run_module("services.common.gunicorn_conf")
+        runpy.run_path(GUNICORN_CONF)
 
 
 def test_without_a_service_name_the_command_line_decides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QUARTET_SERVICE", raising=False)
-    conf = runpy.run_module("services.common.gunicorn_conf")
+    conf = runpy.run_path(GUNICORN_CONF)
     assert "wsgi_app" not in conf
     assert "bind" not in conf

@@ -21,7 +21,8 @@ RUNTIME_ENV = frozenset(
 )
 
 
-def _name(cls: type[BaseSettings], field: str) -> str:
+def env_name(cls: type[BaseSettings], field: str) -> str:
+    """The variable a settings field is read from: its alias, else the prefix and its name."""
     info = cls.model_fields[field]
     prefix = str(cls.model_config.get("env_prefix", ""))
     return str(info.validation_alias) if info.validation_alias else prefix + field
@@ -30,10 +31,10 @@ def _name(cls: type[BaseSettings], field: str) -> str:
 def env_names(service: str) -> set[str]:
     """Every variable the service's settings accept."""
     cls = SETTINGS[service]
-    return {_name(cls, field) for field in cls.model_fields}
+    return {env_name(cls, field) for field in cls.model_fields}
 
 
 def required_env(service: str) -> set[str]:
     """The variables without a default: a deployment that leaves one out cannot start."""
     cls = SETTINGS[service]
-    return {_name(cls, field) for field, info in cls.model_fields.items() if info.is_required()}
+    return {env_name(cls, field) for field, info in cls.model_fields.items() if info.is_required()}
