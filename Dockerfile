@@ -16,8 +16,13 @@ WORKDIR /build
 # Dependencies before code, so a code change reuses this layer: the runtime dependencies of
 # pyproject.toml (not the dev tools) at the versions requirements.lock pins.
 COPY pyproject.toml requirements.lock ./
+# Offline builds only (`make image` where the build cannot reach PyPI, docs/deploy.md): a
+# wheelhouse/ in the context and PIP_INSTALL_FLAGS="--no-index --find-links=/build/wheelhouse".
+# The glob copies nothing when there is none (requirements.lock is there to match something).
+COPY requirements.lock wheelhous[e] /build/wheelhouse/
+ARG PIP_INSTALL_FLAGS=
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > runtime.txt \
-    && pip install -r runtime.txt -c requirements.lock
+    && pip install ${PIP_INSTALL_FLAGS} -r runtime.txt -c requirements.lock
 
 FROM ${DEBIAN_IMAGE} AS mtail
 RUN apt-get update \

@@ -4,7 +4,7 @@ PY := .venv/bin/python
 STAMP := .venv/.quartet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run up down status clean test test-fast lint format loadtest bench
+.PHONY: help install run up down status clean test test-fast lint format loadtest bench image
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ clean: ## stop, then delete all local cluster state (.run/: data, logs, secrets)
 
 test: install ## lint, type checks and every test (starts its own cluster on other ports)
 	@scripts/test.sh
+
+image: install ## build (or reuse) the service and mtail images with Docker; prints tags, ids, sizes, bases
+	@$(PY) -m cluster.image
 
 lint: install ## ruff and mypy
 	@scripts/lint.sh

@@ -151,7 +151,9 @@ def seed_demo_data(topo: Topology, dsn: str) -> None:
     """The banner dataset ($BANNER_DATA_DIR, else the generated demo set) and the demo recommender
     events: the same idempotent step the container deployments run as a one-shot job."""
     users = str(topo.settings.RECOMMENDER_USERS)
-    command = [sys.executable, "-m", "services.demo_data", "--banner-dir", str(topo.banner_data())]
+    command = [sys.executable, "-m", "services.demo_data"]
+    for directory in topo.banner_data():
+        command += ["--banner-dir", str(directory)]
     env = {**os.environ, "MYSQL_DSN": dsn, "REDIS_SHARDS": topo.redis_shards}
     subprocess.run([*command, "--users", users], env=env, check=True)
 

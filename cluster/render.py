@@ -194,7 +194,7 @@ def service_env(topo: Topology, instance: Instance, mysql_dsn: str) -> dict[str,
     for name in spec.secrets:
         env[name] = os.environ.get(name) or topo.secret(name.lower())
     if instance.service == "banner":
-        env["BANNER_IMAGES_DIR"] = str(topo.banner_data() / "images")
+        env["BANNER_IMAGES_DIR"] = os.pathsep.join(str(d / "images") for d in topo.banner_data())
     if instance.service == "aggregator":
         env.setdefault("AGGREGATOR_UPSTREAM_URL", f"http://127.0.0.1:{topo.worksim_port}/")
         # Peers through the gateway's internal listener: nginx balances over their instances.

@@ -144,10 +144,16 @@ class Topology:
             path.chmod(0o600)
         return path.read_text().strip()
 
-    def banner_data(self) -> Path:
-        """The dataset the banner service serves: $BANNER_DATA_DIR, else generated data."""
-        given = os.environ.get("BANNER_DATA_DIR")
-        return Path(given).resolve() if given else self.state / "banner-data"
+    def banner_data(self) -> list[Path]:
+        """The datasets the banner service serves: $BANNER_DATA_DIR (one folder, or several
+        separated by ':' like PATH, whose ids must not overlap), else generated data."""
+        given = [part for part in os.environ.get("BANNER_DATA_DIR", "").split(os.pathsep) if part]
+        return [Path(part).resolve() for part in given] or [self.generated_banner_data]
+
+    @property
+    def generated_banner_data(self) -> Path:
+        """Where the demo banner dataset is generated, once, when nothing else is named."""
+        return self.state / "banner-data"
 
     def admin_token(self) -> str:
         return os.environ.get("ADMIN_TOKEN") or self.secret("admin_token")

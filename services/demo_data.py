@@ -1,12 +1,15 @@
 """Seed a fresh cluster with the demo data: banners (generated, then ingested) and events.
 
-    python -m services.demo_data --banner-dir DIR [--users N]     (MYSQL_DSN, REDIS_SHARDS from env)
+    python -m services.demo_data --banner-dir DIR [--banner-dir DIR2 ...] [--users N]
+                                                                (MYSQL_DSN, REDIS_SHARDS from env)
 
 Every step is idempotent, so the local cluster runs this on every start and the container
 deployments run it as a one-shot job: the banner dataset is generated only into an empty (or
 missing) DIR, ingesting rejects files it already holds, and events are generated only into empty
 tables. `--banner-dir` naming a directory of real data (the original DataChef layout) ingests
-that instead; nothing is generated into a directory that already has files.
+that instead; nothing is generated into a directory that already has files. Several
+`--banner-dir`s are ingested one after the other into the same tables: their ids must not overlap
+(the generator's keep clear of DataChef's, so the two datasets can be served side by side).
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from services.recommender import generate as events_generate
 SEED = 7
 
 
-def seed(banner_dir: Path, dsn: str, shards: dict[str, str], *, users: int) -> None:
-    if not banner_dir.is_dir() or not any(banner_dir.iterdir()):
-        print(f"generating the demo banner dataset in {banner_dir}", flush=True)
-        banner_generate.generate(banner_dir, seed=SEED)
-    print(f"ingesting banner data from {banner_dir}", flush=True)
-    ingest(banner_dir, dsn, shards, lambda line: print(line, flush=True))
+def seed(banner_dirs: list[Path], dsn: str, shards: dict[str, str], *, users: int) -> None:
+    for banner_dir in banner_dirs:
+        if not banner_dir.is_dir() or not any(banner_dir.iterdir()):
+            print(f"generating the demo banner dataset in {banner_dir}", flush=True)
+            banner_generate.generate(banner_dir, seed=SEED)
+        print(f"ingesting banner data from {banner_dir}", flush=True)
+        ingest(banner_dir, dsn, shards, lambda line: print(line, flush=True))
     print("demo recommender events (only into empty tables)", flush=True)
     events_generate.generate(
         dsn, users=users, per_user=events_generate.EVENTS_PER_USER, seed=SEED, if_empty=True
@@ -41,7 +45,7 @@ def seed(banner_dir: Path, dsn: str, shards: dict[str, str], *, users: int) -> N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--banner-dir", type=Path, required=True)
+    parser.add_argument("--banner-dir", type=Path, action="append", required=True)
     parser.add_argument("--users", type=int, default=10_000, help="users of the demo events")
     parser.add_argument("--dsn", default=os.environ.get("MYSQL_DSN"), help="default: $MYSQL_DSN")
     args = parser.parse_args()

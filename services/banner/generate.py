@@ -8,7 +8,8 @@ Layout, for the quarters q = 1..4 of the hour (LF line endings, as in the origin
     OUT_DIR/<q>/impressions_<q>.csv     banner_id,campaign_id           one row per impression
     OUT_DIR/<q>/clicks_<q>.csv          click_id,banner_id,campaign_id
     OUT_DIR/<q>/conversions_<q>.csv     conversion_id,click_id,revenue  revenue with 6 decimals
-    OUT_DIR/images/image_<banner_id>.png                                300x250, shows the id
+    OUT_DIR/images/image_<banner_id>.png                                300x250, shows the id;
+                                                                        odd ids hold JPEG bytes
 
 Ids keep clear of the original's (campaigns up to 50, banners up to about 500, clicks and
 conversions below 300 000) so both datasets fit in one database: campaigns from 1001, banners
@@ -163,7 +164,7 @@ def generate(
     written = write_images(out_dir / "images", catalog) if images else set()
     remove_stale_images(out_dir / "images", written)
     if images:
-        log.info("images: %d PNGs -> %s", len(written), out_dir / "images")
+        log.info("images: %d -> %s", len(written), out_dir / "images")
 
 
 def make_campaigns(rng: random.Random, count: int, banners: int) -> list[Campaign]:
@@ -385,7 +386,11 @@ def write_images(directory: Path, catalog: Sequence[Campaign]) -> set[Path]:
     for campaign in catalog:
         for banner_id in campaign.banner_ids:
             path = directory / f"image_{banner_id}.png"
-            path.write_bytes(draw_banner(banner_id, f"campaign {campaign.campaign_id}"))
+            # The original's .png files all hold JPEG bytes; half of ours do, so serving proves
+            # on generated data too that the type comes from the bytes, not the name.
+            image_format = "JPEG" if banner_id % 2 else "PNG"
+            caption = f"campaign {campaign.campaign_id}"
+            path.write_bytes(draw_banner(banner_id, caption, image_format=image_format))
             written.add(path)
     return written
 

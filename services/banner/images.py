@@ -11,6 +11,7 @@ import asyncio
 import colorsys
 import hashlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -54,8 +55,9 @@ def _background(banner_id: int) -> tuple[int, int, int]:
     return round(red * 255), round(green * 255), round(blue * 255)
 
 
-def draw_banner(banner_id: int, caption: str | None = None) -> bytes:
-    """A 300x250 PNG showing "banner <id>" (and a caption) on a colour derived from the id."""
+def draw_banner(banner_id: int, caption: str | None = None, *, image_format: str = "PNG") -> bytes:
+    """A 300x250 image (PNG unless told) showing "banner <id>" (and a caption) on a colour derived
+    from the id."""
     image = Image.new("RGB", (WIDTH, HEIGHT), _background(banner_id))
     draw = ImageDraw.Draw(image)
     lines = [(f"banner {banner_id}", _font(40), HEIGHT / 2)]
@@ -73,13 +75,13 @@ def draw_banner(banner_id: int, caption: str | None = None) -> bytes:
             stroke_fill="black",
         )
     out = io.BytesIO()
-    image.save(out, format="PNG")
+    image.save(out, format=image_format)
     return out.getvalue()
 
 
 class ImageStore:
-    def __init__(self, directory: Path | None, *, cache_size: int = 1024) -> None:
-        self.directory = directory
+    def __init__(self, directories: Sequence[Path], *, cache_size: int = 1024) -> None:
+        self.directories = tuple(directories)
         self._cache: LRUCache[int, BannerImage] = LRUCache(maxsize=cache_size)
 
     async def get(self, banner_id: int) -> BannerImage:
@@ -90,6 +92,7 @@ class ImageStore:
         return cached
 
     def _load(self, banner_id: int) -> BannerImage:
-        path = self.directory / f"image_{banner_id}.png" if self.directory else None
-        body = path.read_bytes() if path is not None and path.is_file() else draw_banner(banner_id)
+        name = f"image_{banner_id}.png"
+        path = next((d / name for d in self.directories if (d / name).is_file()), None)
+        body = path.read_bytes() if path is not None else draw_banner(banner_id)
         return BannerImage(body, sniff(body), f'"{hashlib.sha256(body).hexdigest()[:32]}"')

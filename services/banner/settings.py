@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.common.settings import ServiceSettings
 
@@ -13,12 +15,20 @@ class BannerSettings(ServiceSettings):
 
     # Signs the visitor cookie (last banner per campaign, visitor id for gift codes).
     COOKIE_SECRET: SecretStr
-    # The dataset's images/ folder; ids without a file (or no folder) get a generated image.
-    IMAGES_DIR: Path | None = None
+    # The datasets' images/ folders, searched in order (':'-separated, like PATH: one per dataset
+    # served side by side); ids without a file get a generated image.
+    IMAGES_DIR: Annotated[tuple[Path, ...], NoDecode] = ()
     # Fallback check for new sets when a Redis notification was missed.
     SETS_CHECK_INTERVAL_S: float = Field(30.0, gt=0, le=3600)
     IMAGE_CACHE_SIZE: int = Field(1024, ge=1)
     MAX_MINT: int = Field(100_000, ge=1)
+
+    @field_validator("IMAGES_DIR", mode="before")
+    @classmethod
+    def _path_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(Path(part) for part in value.split(os.pathsep) if part)
+        return value
 
     @field_validator("COOKIE_SECRET")
     @classmethod

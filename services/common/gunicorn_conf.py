@@ -37,6 +37,9 @@ keepalive = 75
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 timeout = 60
 backlog = 2048
+# gunicorn 23+'s control socket (for `gunicornc`) is unused here. Its default path under $HOME is
+# read-only in the image (HOME=/nonexistent) and shared by every instance of the local cluster.
+control_socket_disable = True
 accesslog = None
 logconfig_dict: dict[str, Any] = {
     "version": 1,

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.cluster import RunningCluster
 
-PAGE = "/api/page/home-page?campaign_id=1&user_id=42&timeout=1500"
+PAGE = "/api/page/home-page?campaign_id=1002&user_id=42&timeout=1500"
 
 
 async def test_a_whole_page(cluster: RunningCluster) -> None:
@@ -21,7 +21,7 @@ async def test_a_whole_page(cluster: RunningCluster) -> None:
     assert body["errors"] == {}
     assert body["page_id"] == "home-page"
     assert isinstance(body["visits"]["visits"], int)
-    assert body["banner"]["campaign_id"] == 1
+    assert body["banner"]["campaign_id"] == 1002
     assert body["recommendations"]["user_id"] == 42
     # The banner's visitor cookie travels through the aggregator both ways.
     assert "quartet_visitor" in first.headers["set-cookie"]

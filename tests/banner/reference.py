@@ -19,6 +19,8 @@ class Expected:
     ranked: tuple[int, ...]
     size: int
     campaign_banners: frozenset[int]
+    # the rule's name, as the service reports it
+    rule: str
 
 
 def expected_sets(dataset: Path, quarter: int) -> dict[int, Expected]:
@@ -49,12 +51,17 @@ def expected_sets(dataset: Path, quarter: int) -> dict[int, Expected]:
         x = len(earning)
         if x >= 5:
             ranked = tuple(earning[:10])
-            result[campaign] = Expected(x, ranked, len(ranked), every)
+            rule = "top10_by_revenue" if x >= 10 else "top_x_by_revenue"
+            result[campaign] = Expected(x, ranked, len(ranked), every, rule)
             continue
         others = sorted(
             (b for b in clicks[campaign] if b not in revenue[campaign]),
             key=lambda b: (-clicks[campaign][b], b),
         )
         ranked = tuple(earning + others)[:5]
-        result[campaign] = Expected(x, ranked, min(5, len(every)), every)
+        if x:
+            rule = "revenue_then_clicks"
+        else:
+            rule = "top5_by_clicks" if len(ranked) == 5 else "clicks_then_random"
+        result[campaign] = Expected(x, ranked, min(5, len(every)), every, rule)
     return result

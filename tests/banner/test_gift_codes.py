@@ -34,7 +34,7 @@ def _claims_in_mysql(cluster: RunningCluster, campaign: int) -> tuple[int, int, 
 
 
 async def test_1000_visitors_race_for_800_codes(cluster: RunningCluster) -> None:
-    campaign = 2
+    campaign = 1012
     async with httpx.AsyncClient(base_url=cluster.gateway) as client:
         minted = await client.post(
             f"/api/campaigns/{campaign}/gift-codes", json={"count": 800}, headers=_admin(cluster)
@@ -75,7 +75,7 @@ async def test_1000_visitors_race_for_800_codes(cluster: RunningCluster) -> None
 
 
 async def test_a_visitor_asking_again_gets_the_same_code(cluster: RunningCluster) -> None:
-    campaign = 3
+    campaign = 1013
     async with (
         httpx.AsyncClient(base_url=cluster.gateway) as client,
         httpx.AsyncClient(base_url=cluster.gateway) as stranger,
@@ -91,7 +91,7 @@ async def test_a_visitor_asking_again_gets_the_same_code(cluster: RunningCluster
 
 
 async def test_minting_needs_the_admin_token_and_a_sane_count(cluster: RunningCluster) -> None:
-    url = "/api/campaigns/4/gift-codes"
+    url = "/api/campaigns/1014/gift-codes"
     async with httpx.AsyncClient(base_url=cluster.gateway) as client:
         anonymous = await client.post(url, json={"count": 1})
         wrong = await client.post(url, json={"count": 1}, headers={"Authorization": "Bearer x"})
@@ -111,7 +111,7 @@ async def test_minting_needs_the_admin_token_and_a_sane_count(cluster: RunningCl
 
 
 async def test_codes_that_cannot_be_pooled_are_not_minted(cluster: RunningCluster) -> None:
-    campaign = 5
+    campaign = 1015
     shard = ShardRing(cluster.topo.shard_names).shard_for(f"giftcodes:{campaign}")
     await asyncio.to_thread(cluster.ctl, "stop", shard)
     try:

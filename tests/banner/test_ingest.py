@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 
 from services.common.mysql import connect_blocking
-from tests.support.cluster import ORIGINAL_BANNERS, RunningCluster
+from tests.support.cluster import RunningCluster
+from tests.support.datasets import Dataset
 
 CAMPAIGN = 777_001
 
@@ -51,9 +52,11 @@ def _snapshot(cluster: RunningCluster) -> tuple[int, int, int, str]:
         conn.close()
 
 
-def test_ingesting_the_same_dataset_again_changes_nothing(cluster: RunningCluster) -> None:
+def test_ingesting_the_same_dataset_again_changes_nothing(
+    cluster: RunningCluster, dataset: Dataset
+) -> None:
     before = _snapshot(cluster)
-    output = _ingest(cluster, ORIGINAL_BANNERS)
+    output = _ingest(cluster, dataset.directory)
     assert output.count("rejected: identical content ingested at") == 12
     assert "nothing new: the sets are unchanged" in output
     assert _snapshot(cluster) == before

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.support.cluster import cluster_env
+from tests.support.cluster import PORT_OFFSET, cluster_env
 
-OFFSET = 20_000
+# Clear of the session's test cluster, wherever QUARTET_TEST_PORT_OFFSET put it.
+OFFSET = PORT_OFFSET + 10_000
 GATEWAY = f"http://127.0.0.1:{8080 + OFFSET}"
 
 

@@ -1,8 +1,10 @@
-"""The containers' entry points, run here for real against the test cluster: no Docker engine is
-needed to prove that the gateway's start script assembles and renders nginx/ into a gateway that
-serves (in compose's layout and in the flat ConfigMap layout of Kubernetes), that the image's
-bare gunicorn command serves a service and stops cleanly, and that MariaDB's init script makes an
-exporter account that works."""
+"""The containers, run for real against the test cluster. As processes on the host: the gateway's
+start script assembles and renders nginx/ into a gateway that serves (in compose's layout and in
+the flat ConfigMap layout of Kubernetes), and MariaDB's init script makes an exporter account that
+works. In Docker, from the image `make image` builds: a counter container (host network, read-only
+root) serves, reports healthy through the image's HEALTHCHECK and, on `docker stop`, flushes every
+visit it acknowledged; and the gateway container, started by the same script, on a user-defined
+network with the service containers under their compose names, serves requests to them."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
+import urllib.parse
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +25,11 @@ import pymysql
 import pytest
 
 from cluster.render import service_env
+from services.common.ring import ShardRing
+from services.counter.pages import visits_key
+from tests.support import docker
 from tests.support.cluster import RunningCluster
+from tests.support.forwarding import forward
 from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,34 +152,6 @@ def test_the_start_script_refuses_a_template_variable_nothing_sets(
     assert "UNHEARD_OF" in result.stderr
 
 
-def test_the_image_command_serves_a_service_and_stops_gracefully(
-    cluster: RunningCluster, tmp_path: Path
-) -> None:
-    instance = cluster.topo.instances_of("counter")[0]
-    port = free_port()
-    env = {
-        **service_env(cluster.topo, instance, cluster.mysql_dsn),
-        "PATH": f"{Path(sys.executable).parent}:{PATH}",
-        "QUARTET_SERVICE": "counter",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
-        "COUNTER_MIGRATE_ON_START": "false",
-    }
-    # The image's ENTRYPOINT, with no arguments, from the directory the image's code is in.
-    command = ["gunicorn", "-c", "python:services.common.gunicorn_conf"]
-    process = subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True)
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/readyz", process)
-        assert httpx.post(f"http://127.0.0.1:{port}/visits/image-cmd").status_code == 200
-        probe = [sys.executable, "-m", "services.common.probe", "/readyz"]
-        assert subprocess.run(probe, env=env, cwd=ROOT, check=False).returncode == 0
-        down = {**env, "PORT": str(free_port())}
-        assert subprocess.run(probe, env=down, cwd=ROOT, check=False).returncode == 1
-    finally:
-        assert _stop(process) == 0
-
-
 def test_the_mariadb_init_script_makes_a_working_exporter_account(cluster: RunningCluster) -> None:
     user, password = "exporter_init_test", "it's-a-test-password"
     socket = str(cluster.topo.mysql_socket)
@@ -197,3 +176,206 @@ def test_the_mariadb_init_script_makes_a_working_exporter_account(cluster: Runni
     finally:
         drop = f"mariadb --no-defaults --socket={socket} -u$(id -un) -e \"DROP USER '{user}'@'%'\""
         subprocess.run(["bash", "-c", drop], check=False)
+
+
+# --- in Docker -------------------------------------------------------------------------------
+
+DRAIN_VISITS = 1000
+# The image's HEALTHCHECK command, polled every second instead of every 10 s.
+FAST_HEALTH = ["--health-interval", "1s", "--health-timeout", "3s"]
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    return docker.service_image()
+
+
+def _service_env(cluster: RunningCluster, service: str, **overrides: str) -> dict[str, str]:
+    """An instance's environment against the test cluster, as the image runs it."""
+    env = {"QUARTET_SERVICE": service, "ENVIRONMENT": "test", "WEB_CONCURRENCY": "1"}
+    if service != "worksim":
+        env.update(
+            service_env(cluster.topo, cluster.topo.instances_of(service)[0], cluster.mysql_dsn)
+        )
+        env[f"{service.upper()}_MIGRATE_ON_START"] = "false"
+    env.update(PROMETHEUS_MULTIPROC_DIR=docker.METRICS_DIR, PORT="8000")
+    env.update(overrides)
+    return env
+
+
+def _images_mount(env: dict[str, str]) -> list[str]:
+    images = env.get("BANNER_IMAGES_DIR")
+    return ["--volume", f"{images}:{images}:ro"] if images and Path(images).is_dir() else []
+
+
+def _shard_count(cluster: RunningCluster, page: str) -> int | None:
+    shard = ShardRing(cluster.topo.shard_names).shard_for(page)
+    value = cluster.redis(shard).get(visits_key(page))
+    return None if value is None else int(value)
+
+
+def test_a_counter_container_serves_is_healthy_and_drains_on_stop(
+    image: str, cluster: RunningCluster
+) -> None:
+    port = free_port()
+    # Batched acks and a 30 s flush interval: every visit sits in the buffer until the stop.
+    env = _service_env(
+        cluster,
+        "counter",
+        PORT=str(port),
+        WEB_CONCURRENCY="2",
+        COUNTER_ACK="batch",
+        COUNTER_FLUSH_INTERVAL_S="30",
+    )
+    options = [*docker.HARDENED, "--network", "host", *FAST_HEALTH, "--stop-timeout", "45"]
+    page = f"container-drain-{uuid.uuid4().hex[:8]}"
+    with docker.container(image, options=options, env=env) as container_id:
+        docker.wait_healthy(container_id, timeout_s=60)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            for _ in range(DRAIN_VISITS):
+                posted = client.post(f"/visits/{page}")
+                assert posted.status_code == 200, posted.text
+            read = client.get(f"/visits/{page}")
+            assert read.status_code == 200
+            # Two workers, each answering from its own buffer: at most what was acknowledged.
+            assert 0 < read.json()["visits"] <= DRAIN_VISITS
+        assert _shard_count(cluster, page) is None, "flushed before the stop: nothing is proven"
+        started = time.monotonic()
+        docker.docker("stop", container_id, timeout_s=90)
+        assert time.monotonic() - started < 40, "the stop waited for the kill, not for the drain"
+        assert docker.state(container_id)["ExitCode"] == 0
+    assert _shard_count(cluster, page) == DRAIN_VISITS
+    daily = httpx.get(f"{cluster.instance_url('counter_1')}/visits/{page}/daily?days=1", timeout=5)
+    assert daily.json()["total"] == DRAIN_VISITS  # the MySQL ledger too
+
+
+def _a_campaign(cluster: RunningCluster) -> int:
+    """A campaign the test cluster's dataset has (whichever dataset it ingested)."""
+    dsn = urllib.parse.urlsplit(cluster.mysql_dsn)
+    conn = pymysql.connect(
+        host="127.0.0.1",
+        port=cluster.topo.mysql_port,
+        user=dsn.username,
+        password=urllib.parse.unquote(dsn.password or ""),
+        database=dsn.path.lstrip("/"),
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT MIN(campaign_id) FROM banner_sets")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    assert row[0] is not None, "the test cluster has no banner sets"
+    return int(row[0])
+
+
+def _ip_on(container_id: str, network_name: str) -> str:
+    networks = docker.inspect("container", container_id)["NetworkSettings"]["Networks"]
+    return str(networks[network_name]["IPAddress"])
+
+
+def test_the_gateway_container_serves_the_service_containers(
+    image: str, cluster: RunningCluster
+) -> None:
+    gateway_image = docker.gateway_image()
+    with docker.network() as net, contextlib.ExitStack() as stack:
+        # The containers reach the test cluster's shards and MariaDB through forwarders on the
+        # host's address on this network (the cluster listens on loopback only).
+        host = docker.network_gateway(net)
+        shards = ",".join(
+            f"{name}=redis://{host}:{stack.enter_context(forward(host, port))}"
+            for name, port in zip(cluster.topo.shard_names, cluster.topo.redis_ports, strict=True)
+        )
+        mysql = stack.enter_context(forward(host, cluster.topo.mysql_port))
+        dsn = cluster.mysql_dsn.replace(f"127.0.0.1:{cluster.topo.mysql_port}", f"{host}:{mysql}")
+        # compose's environment: the peers and the upstream by service name.
+        per_service = {
+            "worksim": {f"WORKSIM_P_{kind}": "0" for kind in ("500", "429", "INVALID", "HANG")},
+            "counter": {"COUNTER_ACK": "commit"},
+            "banner": {},
+            "recommender": {},
+            "aggregator": {
+                "AGGREGATOR_UPSTREAM_URL": "http://worksim:8000/",
+                "BANNER_URL": "http://banner:8000",
+                "COUNTER_URL": "http://counter:8000",
+                "RECOMMENDER_URL": "http://recommender:8000",
+            },
+        }
+        services: dict[str, str] = {}
+        for service, overrides in per_service.items():
+            env = _service_env(cluster, service, REDIS_SHARDS=shards, MYSQL_DSN=dsn, **overrides)
+            services[service] = stack.enter_context(
+                docker.container(
+                    image,
+                    options=[*docker.HARDENED, *FAST_HEALTH, *_images_mount(env)],
+                    env=env,
+                    network_name=net,
+                    aliases=[service],
+                )
+            )
+        for container_id in services.values():
+            docker.wait_healthy(container_id, timeout_s=90)
+        # compose's gateway: the start script as entrypoint, nginx/ read-only, uid 101.
+        gateway = stack.enter_context(
+            docker.container(
+                gateway_image,
+                "/etc/quartet/nginx/container-start.sh",
+                options=[
+                    *docker.HARDENED,
+                    "--tmpfs",
+                    "/var/cache/nginx:uid=101,gid=101",  # compose's gateway-metrics volume
+                    "--user",
+                    "101:101",
+                    "--volume",
+                    f"{ROOT / 'nginx'}:/etc/quartet/nginx:ro",
+                    "--entrypoint",
+                    "sh",
+                    "--publish",
+                    "127.0.0.1::8080",
+                    "--publish",
+                    "127.0.0.1::8081",
+                ],
+                env={"METRICS_LOG": "/var/cache/nginx/metrics.log", "NGINX_WORKER_PROCESSES": "1"},
+                network_name=net,
+            )
+        )
+        public = f"http://127.0.0.1:{docker.published_port(gateway, 8080)}"
+        internal = f"http://127.0.0.1:{docker.published_port(gateway, 8081)}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert docker.state(gateway)["Running"], "the gateway exited"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{public}/gateway/health", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the gateway did not answer"
+            time.sleep(0.3)
+
+        # Compose's names are DNS names on the network, for the gateway and for the services.
+        resolved = docker.docker("exec", gateway, "getent", "hosts", "counter").stdout.split()[0]
+        assert resolved == _ip_on(services["counter"], net)
+        lookup = "import socket; print(socket.gethostbyname('banner'))"
+        asked = docker.docker("exec", services["aggregator"], "python", "-c", lookup)
+        assert asked.stdout.strip() == _ip_on(services["banner"], net)
+
+        page = f"container-gateway-{uuid.uuid4().hex[:8]}"
+        with httpx.Client(base_url=public, timeout=10) as client:
+            for _ in range(3):
+                assert client.post(f"/visits/{page}").status_code == 200
+            # The only counter the gateway reaches is the container, and it acks on commit.
+            assert _shard_count(cluster, page) == 3
+            assert client.get(f"/visits/{page}").json()["visits"] == 3
+            campaign = client.get(f"/campaigns/{_a_campaign(cluster)}")
+            assert campaign.status_code == 200, campaign.text
+            assert "text/html" in campaign.headers["content-type"]
+            assert client.get("/recommend/42").status_code == 200
+            fanned = client.get("/api/all", params={"timeout": 3000})
+            assert fanned.status_code == 200, fanned.text
+            missing = client.get("/nowhere")
+            assert missing.status_code == 404
+            assert missing.json()["status"] == 404
+            assert client.get("/_ping/counter").status_code == 404  # internal listener only
+        with httpx.Client(base_url=internal, timeout=5) as client:
+            for service in ("counter", "banner", "recommender", "aggregator"):
+                assert client.get(f"/_ping/{service}").status_code == 200, service
+            assert "Active connections" in client.get("/_status").text

@@ -1,6 +1,9 @@
 """The container image: what the Dockerfile promises (pinned base, dependencies before code,
 non-root, healthcheck, gunicorn entrypoint), that its runtime dependencies cover every import of
-the services, and that gunicorn's config picks the service the way the image runs it."""
+the services, and that gunicorn's config picks the service the way the image runs it; then the
+image itself, built (or reused) by `make image`'s code with a real Docker engine: its user, a
+read-only root every service imports on, its healthcheck, and the healthchecks docker-compose.yml
+gives the services of this image, run inside it against the test cluster."""
 
 from __future__ import annotations
 
@@ -8,15 +11,23 @@ import ast
 import re
 import runpy
 import sys
+import time
 import tomllib
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 
+from cluster.image import build
+from cluster.render import service_env
 from cluster.topology import SERVICES as CLUSTER_SERVICES
 from services.common import gunicorn_conf
+from tests.support import docker
+from tests.support.cluster import RunningCluster
+from tests.support.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # Executed afresh per test (the module reads its environment when it runs).
@@ -80,7 +91,19 @@ def test_dockerignore_lets_in_only_what_the_image_needs() -> None:
     ]
     assert rules[0] == "*"
     allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
-    assert allowed == {"pyproject.toml", "requirements.lock", "services"}
+    # wheelhouse/: only offline builds put one in the context (`make image`, docs/deploy.md).
+    assert allowed == {"pyproject.toml", "requirements.lock", "services", "wheelhouse"}
+
+
+def test_an_offline_build_only_adds_a_wheelhouse_and_pip_flags() -> None:
+    deps = _stage("deps")
+    assert any(
+        line.startswith("COPY ") and "wheelhous[e]" in line and line.endswith(" /build/wheelhouse/")
+        for line in deps
+    )
+    assert "ARG PIP_INSTALL_FLAGS=" in deps  # empty by default: PyPI, as any build
+    assert build.IN_IMAGE_WHEELHOUSE == "/build/wheelhouse"
+    assert "--no-index" not in DOCKERFILE.replace("--no-index --find-links=/build/wheelhouse", "")
 
 
 def _runtime_closure() -> set[str]:
@@ -152,3 +175,100 @@ def test_without_a_service_name_the_command_line_decides(monkeypatch: pytest.Mon
     conf = runpy.run_path(GUNICORN_CONF)
     assert "wsgi_app" not in conf
     assert "bind" not in conf
+
+
+# --- the image, for real -----------------------------------------------------------------------
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+OUR_IMAGE = "${QUARTET_IMAGE:-quartet:local}"
+HARDENED = docker.HARDENED
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    return docker.service_image()
+
+
+def test_make_image_tags_the_image_it_built(image: str) -> None:
+    report = docker.build_report()
+    assert report.service.tags == ("quartet:local", image)
+    assert docker.inspect("image", "quartet:local")["Id"] == report.service.image_id
+    mtail = next(i for i in report.images if i.name == build.MTAIL_IMAGE)
+    assert docker.inspect("image", mtail.tags[1])["Config"]["User"] == "65534:65534"
+    assert any(line.startswith("bases: ") for line in report.lines())
+
+
+def test_the_image_runs_as_a_non_root_user_on_a_read_only_root(image: str) -> None:
+    assert docker.inspect("image", image)["Config"]["User"] == "10001:10001"
+    script = (
+        "id -u; id -g; touch /app/x 2>/dev/null && echo root-writable; touch /tmp/x && echo tmp"
+    )
+    options = [*HARDENED, "--network", "none", "--entrypoint", "sh"]
+    ran = docker.run_once(image, "-c", script, options=options)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["10001", "10001", "tmp"]
+
+
+@pytest.mark.parametrize("service", gunicorn_conf.SERVICES)
+def test_every_service_imports_on_a_read_only_root(image: str, service: str) -> None:
+    # Bytecode was compiled at build time; an import that wanted to write would fail here.
+    options = [*HARDENED, "--network", "none", "--entrypoint", "python"]
+    ran = docker.run_once(image, "-c", f"import services.{service}.app", options=options)
+    assert ran.returncode == 0, ran.stderr
+
+
+def test_the_image_healthcheck_fails_when_nothing_serves(image: str) -> None:
+    healthcheck = docker.inspect("image", image)["Config"]["Healthcheck"]
+    assert healthcheck["Test"] == ["CMD", "python", "-m", "services.common.probe", "/healthz"]
+    program, *args = healthcheck["Test"][1:]
+    options = [*HARDENED, "--network", "none", "--entrypoint", program]
+    ran = docker.run_once(image, *args, options=options)
+    assert ran.returncode == 1
+
+
+def _compose_services_of_our_image() -> dict[str, dict[str, Any]]:
+    return {
+        name: spec
+        for name, spec in COMPOSE["services"].items()
+        if spec.get("image") == OUR_IMAGE and "healthcheck" in spec
+    }
+
+
+def test_the_compose_services_of_our_image_are_the_servers() -> None:
+    assert set(_compose_services_of_our_image()) == set(gunicorn_conf.SERVICES)
+
+
+def _host_env(cluster: RunningCluster, service: str, port: int) -> tuple[dict[str, str], list[str]]:
+    """The environment of an instance of `service` against the test cluster, in a container on
+    the host's network, and the bind mounts it needs."""
+    env = {"QUARTET_SERVICE": service, "PORT": str(port), "WEB_CONCURRENCY": "1"}
+    mounts: list[str] = []
+    instances = cluster.topo.instances_of(service) if service != "worksim" else []
+    if instances:
+        env.update(service_env(cluster.topo, instances[0], cluster.mysql_dsn))
+        env.update(PORT=str(port), WEB_CONCURRENCY="1", ENVIRONMENT="test")
+        env[f"{service.upper()}_MIGRATE_ON_START"] = "false"
+    env["PROMETHEUS_MULTIPROC_DIR"] = docker.METRICS_DIR
+    images = env.get("BANNER_IMAGES_DIR")
+    if images and Path(images).is_dir():
+        mounts += ["--volume", f"{images}:{images}:ro"]
+    return env, mounts
+
+
+@pytest.mark.parametrize("service", sorted(_compose_services_of_our_image()))
+def test_the_compose_healthcheck_succeeds_inside_the_image(
+    image: str, cluster: RunningCluster, service: str
+) -> None:
+    test = _compose_services_of_our_image()[service]["healthcheck"]["test"]
+    assert test[0] == "CMD"
+    env, mounts = _host_env(cluster, service, free_port())
+    options = [*HARDENED, "--network", "host", *mounts]
+    with docker.container(image, options=options, env=env) as container_id:
+        deadline = time.monotonic() + 60
+        while True:
+            assert docker.state(container_id)["Running"], "the service exited"
+            ran = docker.docker("exec", container_id, *test[1:], check=False, timeout_s=20)
+            if ran.returncode == 0:
+                break
+            assert time.monotonic() < deadline, f"{test[1:]} still failing: {ran.stderr}"
+            time.sleep(0.5)

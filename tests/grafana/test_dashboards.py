@@ -82,13 +82,13 @@ async def _traffic(cluster: RunningCluster) -> None:
         for _ in range(3):
             await client.post("/visits/grafana")
             await client.get("/visits/grafana")
-            await client.get("/campaigns/1")
+            await client.get("/campaigns/1002")
             await client.get("/recommend/7")
             await client.get("/batch-recommend", params={"user_ids": "1,2,3"})
             await client.get("/api/smart", params={"timeout": 1000})
             await client.get("/nothing-here")
-        await client.post("/api/campaigns/6/gift-codes", json={"count": 3}, headers=admin)
-        await client.post("/api/campaigns/6/gift-code")
+        await client.post("/api/campaigns/1016/gift-codes", json={"count": 3}, headers=admin)
+        await client.post("/api/campaigns/1016/gift-code")
         for _ in range(200):  # over the public rate: some 429s
             await client.get("/visits/grafana-burst")
 

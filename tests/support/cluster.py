@@ -14,10 +14,10 @@ from pathlib import Path
 import redis
 
 from cluster.topology import ClusterSettings, Topology
+from tests.support import datasets
 
-PORT_OFFSET = 10_000
-# The original DataChef dataset, beside the repository (never copied into it).
-ORIGINAL_BANNERS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "banners"
+# Ports +10000 by default; QUARTET_TEST_PORT_OFFSET lets two checkouts test side by side.
+PORT_OFFSET = int(os.environ.get("QUARTET_TEST_PORT_OFFSET", "10000"))
 
 
 @dataclass
@@ -34,6 +34,11 @@ class RunningCluster:
     def internal(self) -> str:
         """The gateway's internal listener: the same routes without limits, for load."""
         return f"http://127.0.0.1:{self.topo.internal_port}"
+
+    @property
+    def generated_banners(self) -> datasets.Dataset:
+        """The generated banner dataset the cluster wrote at its start (and serves)."""
+        return datasets.generated(self.topo.generated_banner_data)
 
     @property
     def admin_token(self) -> str:
@@ -90,20 +95,22 @@ def cluster_env(state_dir: Path, port_offset: int, **settings: str) -> dict[str,
 
 
 def start(state_dir: Path) -> RunningCluster:
-    if not (ORIGINAL_BANNERS / "1").is_dir():
-        raise RuntimeError(f"the original banner dataset is expected in {ORIGINAL_BANNERS}")
+    # The generated dataset always; DataChef's beside it when it is there (ids never overlap).
+    topo = Topology(ClusterSettings(STATE_DIR=state_dir, PORT_OFFSET=PORT_OFFSET))
+    banner_dirs = [topo.generated_banner_data]
+    if datasets.datachef_present():
+        banner_dirs.append(datasets.DATACHEF_DIR)
     env = cluster_env(
         state_dir,
         PORT_OFFSET,
         ENVIRONMENT="test",
         COUNTER_FLUSH_INTERVAL_S="1",
         COUNTER_CACHE_TTL_S="5",
-        BANNER_DATA_DIR=str(ORIGINAL_BANNERS),
+        BANNER_DATA_DIR=os.pathsep.join(str(d) for d in banner_dirs),
         QUARTET_RECOMMENDER_USERS="300",
         # Short L2 freshness, so a test can see a stale entry answer while MySQL is down.
         RECOMMENDER_L2_TTL_S="3",
     )
-    topo = Topology(ClusterSettings(STATE_DIR=state_dir, PORT_OFFSET=PORT_OFFSET))
     cluster = RunningCluster(topo, env)
     cluster.cli("up")
     return cluster
