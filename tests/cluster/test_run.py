@@ -15,8 +15,9 @@ import httpx
 
 from tests.support.cluster import PORT_OFFSET, cluster_env
 
-# Clear of the session's test cluster, wherever QUARTET_TEST_PORT_OFFSET put it.
-OFFSET = PORT_OFFSET + 10_000
+# Clear of the session's test cluster (QUARTET_TEST_PORT_OFFSET may move it to +20000), and below
+# the kernel's ephemeral ports (32768 on), which any outgoing connection may hold.
+OFFSET = 10_000 if PORT_OFFSET == 20_000 else 20_000
 GATEWAY = f"http://127.0.0.1:{8080 + OFFSET}"
 
 

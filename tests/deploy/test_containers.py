@@ -115,7 +115,7 @@ def test_the_container_gateway_serves_the_cluster(
             posted = client.post("/visits/container-gateway")
             assert posted.status_code == 200, posted.text
             assert client.get("/visits/container-gateway").status_code == 200
-            page = client.get("/campaigns/1")
+            page = client.get(f"/campaigns/{cluster.generated_banners.busy_campaign}")
             assert page.status_code == 200
             assert "text/html" in page.headers["content-type"]
             assert client.get("/_ping/counter").status_code == 404  # internal listener only
