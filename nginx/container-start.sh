@@ -4,8 +4,9 @@
 #
 # The configuration is mounted read-only at $NGINX_SOURCE: the repository's nginx/ directory
 # (compose), or, since ConfigMaps are flat, its root files there and each subdirectory beside it
-# as $NGINX_SOURCE-gateway, -api and -errors (Kubernetes). It is assembled into a writable prefix,
-# rendered, and nginx replaces this shell.
+# as $NGINX_SOURCE-gateway, -api and -errors (Kubernetes). It is assembled into a writable prefix
+# and rendered; then this shell starts nginx, keeps its upstreams current (upstreams.sh) and
+# passes the container's stop on to it.
 set -eu
 
 src=${NGINX_SOURCE:-/etc/quartet/nginx}
@@ -45,50 +46,22 @@ for sub in gateway api errors; do
 done
 mkdir -p "$prefix/tmp" "$prefix/logs"
 
-# Upstream servers. nginx (1.22 here, 1.27 in compose; neither has open-source `resolve`) looks a
-# name in an upstream up once, at load: replicas that `docker compose up --scale` adds later would
-# never get traffic, and a name that does not resolve yet stops nginx from starting. So this
-# script resolves each service name itself, writes the addresses as `server IP:PORT` lines, and
-# (below) re-resolves every $UPSTREAM_REFRESH_S seconds, reloading nginx when a list changed:
-# the reload is graceful, old workers finish the requests they have. A `<SERVICE>_SERVERS`
-# given in the environment is used as it is and never re-resolved.
+# Upstream servers: each service name resolved here, into `server IP:PORT` lines, and again every
+# $UPSTREAM_REFRESH_S seconds while nginx runs (upstreams.sh says why nginx cannot do it). A
+# `<SERVICE>_SERVERS` given in the environment is used as it is and never re-resolved (the tests
+# run this script on the host against fixed ports); UPSTREAM_REFRESH_S=0 resolves once, at start.
 : "${UPSTREAM_REFRESH_S:=2}"
 SERVICES="counter banner recommender aggregator"
+. "$(dirname "$0")/upstreams.sh"
 WATCHED=
 for service in $SERVICES; do
-    var=$(echo "$service" | tr 'a-z' 'A-Z')_SERVERS
+    var=$(servers_var "$service")
     eval "given=\${$var:-}"
     # shellcheck disable=SC2154 # set by the eval above
     if [ -z "$given" ]; then WATCHED="$WATCHED $service"; fi
+    export "${var?}"
 done
-
-# The server lines for one service name: every IPv4 address it resolves to, sorted, so that an
-# unchanged set gives the same text. No address (not started yet, or scaled to 0): one server
-# marked down, and nginx answers that route with its JSON 502 until the name resolves.
-servers_of() {
-    # ahostsv4 lists every address (glibc; musl's getent too); plain `hosts` is the fallback.
-    addresses=$({ getent ahostsv4 "$1" || getent hosts "$1"; } 2>/dev/null \
-        | awk '$1 ~ /^[0-9.]+$/ {print $1}' | sort -u)
-    if [ -z "$addresses" ]; then
-        printf 'server 127.0.0.1:%s down;' "$UPSTREAM_PORT"
-        return
-    fi
-    for address in $addresses; do
-        printf 'server %s:%s max_fails=3 fail_timeout=5s; ' "$address" "$UPSTREAM_PORT"
-    done
-}
-
-resolve_upstreams() {
-    for service in $WATCHED; do
-        var=$(echo "$service" | tr 'a-z' 'A-Z')_SERVERS
-        eval "$var=\"\$(servers_of $service)\""
-        export "${var?}"
-    done
-}
 resolve_upstreams
-for service in $SERVICES; do
-    export "$(echo "$service" | tr 'a-z' 'A-Z')_SERVERS"
-done
 
 # The template wants directives; the environment gives a comma-separated list of CIDRs.
 TRUSTED_PROXIES=$(echo "$TRUSTED_PROXIES" | tr ',' '\n' | sed '/^ *$/d; s/^ *\(.*[^ ]\) *$/set_real_ip_from \1;/')
@@ -114,7 +87,9 @@ for template in $templates; do
     envsubst "$list" < "$template" > "${template%.template}"
     rm "$template"
 done
+echo "upstreams: started: $(summary_of "$(cat "$prefix/upstreams.conf")")" >&2
 
+helpers=  # the background loops, stopped when nginx has exited
 case $METRICS_LOG in
     /*)
         # Nothing rotates a container's file: past the cap it is truncated in place (nginx
@@ -127,26 +102,34 @@ case $METRICS_LOG in
                 if [ "$size" -gt "$METRICS_LOG_MAX_BYTES" ]; then : > "$METRICS_LOG"; fi
             done
         ) &
+        helpers="$helpers $!"
         ;;
 esac
 
-if [ -n "$WATCHED" ]; then
-    (
-        current=$(cat "$prefix/upstreams.conf")
-        while sleep "$UPSTREAM_REFRESH_S"; do
-            resolve_upstreams
-            fresh=$(envsubst "$list" < "$prefix/tmp/upstreams.in")
-            [ "$fresh" = "$current" ] && continue
-            printf '%s\n' "$fresh" > "$prefix/tmp/upstreams.conf.new"
-            mv "$prefix/tmp/upstreams.conf.new" "$prefix/upstreams.conf"
-            # On a bad file the master keeps its old configuration; the next change retries.
-            if nginx -p "$prefix/" -c "$prefix/nginx.conf" -s reload; then
-                echo "container-start: upstreams changed, nginx reloaded:$(echo "$fresh" | grep -o 'server [0-9.:]*' | tr '\n' ',')" >&2
-                current=$fresh
-            fi
-        done
-    ) &
+# nginx runs as this shell's child, not in its place: the shell stays to reap the loops above and
+# below and to turn every stop into a graceful one. `docker stop` sends the image's STOPSIGNAL
+# (SIGQUIT in both images), Kubernetes' kubelet SIGTERM, Ctrl-C SIGINT; nginx treats TERM and INT
+# as a fast shutdown that cuts the requests in flight, QUIT as a graceful one (stop accepting,
+# finish them, close idle connections). So each of them becomes QUIT. HUP (reload) and USR1
+# (reopen the logs) are passed on as they are.
+nginx -p "$prefix/" -c "$prefix/nginx.conf" \
+    -g "daemon off; worker_processes $NGINX_WORKER_PROCESSES;" &
+nginx_pid=$!
+trap 'kill -QUIT "$nginx_pid" 2>/dev/null || :' TERM INT QUIT
+trap 'kill -HUP "$nginx_pid" 2>/dev/null || :' HUP
+trap 'kill -USR1 "$nginx_pid" 2>/dev/null || :' USR1
+
+if [ -n "$WATCHED" ] && [ "$UPSTREAM_REFRESH_S" != 0 ]; then
+    watch_upstreams "$nginx_pid" &
+    helpers="$helpers $!"
 fi
 
-exec nginx -p "$prefix/" -c "$prefix/nginx.conf" \
-    -g "daemon off; worker_processes $NGINX_WORKER_PROCESSES;"
+# A trapped signal ends `wait` early (status > 128) while nginx is still quitting: wait again
+# until it has exited, and exit with its status.
+while :; do
+    if wait "$nginx_pid"; then status=0; else status=$?; fi
+    kill -0 "$nginx_pid" 2>/dev/null || break
+done
+# shellcheck disable=SC2086 # a list of pids
+kill $helpers 2>/dev/null || :
+exit "$status"

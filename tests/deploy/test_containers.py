@@ -342,14 +342,7 @@ def test_the_gateway_container_serves_the_service_containers(
         )
         public = f"http://127.0.0.1:{docker.published_port(gateway, 8080)}"
         internal = f"http://127.0.0.1:{docker.published_port(gateway, 8081)}"
-        deadline = time.monotonic() + 30
-        while True:
-            assert docker.state(gateway)["Running"], "the gateway exited"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{public}/gateway/health", timeout=1).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "the gateway did not answer"
-            time.sleep(0.3)
+        docker.wait_answering(gateway, f"{public}/gateway/health")
 
         # Compose's names are DNS names on the network, for the gateway and for the services.
         resolved = docker.docker("exec", gateway, "getent", "hosts", "counter").stdout.split()[0]

@@ -12,6 +12,7 @@ session died, by the next one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -22,6 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 
 from cluster.image import bases, build, engine
@@ -174,3 +176,16 @@ def wait_healthy(container_id: str, timeout_s: float = 60) -> None:
         assert health != "unhealthy", current["Health"]["Log"][-1:]
         assert time.monotonic() < deadline, f"not healthy after {timeout_s} s: {health}"
         time.sleep(0.3)
+
+
+def wait_answering(container_id: str, url: str, timeout_s: float = 30) -> None:
+    """Until `url` (a port the container published) answers 200; fails if the container exits
+    or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert state(container_id)["Running"], f"the container exited: {url}"
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        assert time.monotonic() < deadline, f"{url} did not answer within {timeout_s} s"
+        time.sleep(0.2)
