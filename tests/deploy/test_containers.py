@@ -29,10 +29,10 @@ from services.common.ring import ShardRing
 from services.counter.pages import visits_key
 from tests.support import docker
 from tests.support.cluster import RunningCluster
+from tests.support.datasets import REPO
 from tests.support.forwarding import forward
 from tests.support.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 PATH = "/usr/sbin:/usr/bin:/bin"
 
 
@@ -89,15 +89,15 @@ def _gateway_env(cluster: RunningCluster, root: Path, public: int, internal: int
 def _layout(root: Path, flat: bool) -> None:
     source = root / "src"
     if not flat:  # docker compose: the nginx/ directory, bind-mounted
-        shutil.copytree(ROOT / "nginx", source / "nginx")
+        shutil.copytree(REPO / "nginx", source / "nginx")
         return
     # Kubernetes: one flat ConfigMap per directory, mounted side by side.
     (source / "nginx").mkdir(parents=True)
-    for entry in (ROOT / "nginx").iterdir():
+    for entry in (REPO / "nginx").iterdir():
         if entry.is_file():
             shutil.copy(entry, source / "nginx")
     for sub, mount in (("gateway", "gateway"), ("api", "api"), ("_errors", "errors")):
-        shutil.copytree(ROOT / "nginx" / sub, source / f"nginx-{mount}")
+        shutil.copytree(REPO / "nginx" / sub, source / f"nginx-{mount}")
 
 
 @pytest.mark.parametrize("flat", [False, True], ids=["compose-layout", "configmap-layout"])
@@ -158,7 +158,7 @@ def test_the_mariadb_init_script_makes_a_working_exporter_account(cluster: Runni
     # The MariaDB image's entrypoint sources the script with this helper defined.
     shell = (
         f'docker_process_sql() {{ mariadb --no-defaults --socket="{socket}" -u"$(id -un)"; }}; '
-        f'. "{ROOT / "mariadb" / "initdb" / "10-exporter-user.sh"}"'
+        f'. "{REPO / "mariadb" / "initdb" / "10-exporter-user.sh"}"'
     )
     env = {"PATH": PATH, "MYSQL_EXPORTER_USER": user, "MYSQL_EXPORTER_PASSWORD": password}
     subprocess.run(["bash", "-c", shell], env=env, check=True, timeout=30)
@@ -278,7 +278,6 @@ def _ip_on(container_id: str, network_name: str) -> str:
 def test_the_gateway_container_serves_the_service_containers(
     image: str, cluster: RunningCluster
 ) -> None:
-    gateway_image = docker.gateway_image()
     with docker.network() as net, contextlib.ExitStack() as stack:
         # The containers reach the test cluster's shards and MariaDB through forwarders on the
         # host's address on this network (the cluster listens on loopback only).
@@ -318,26 +317,12 @@ def test_the_gateway_container_serves_the_service_containers(
             docker.wait_healthy(container_id, timeout_s=90)
         # compose's gateway: the start script as entrypoint, nginx/ read-only, uid 101.
         gateway = stack.enter_context(
-            docker.container(
-                gateway_image,
-                "/etc/quartet/nginx/container-start.sh",
-                options=[
-                    *docker.HARDENED,
-                    "--tmpfs",
-                    "/var/cache/nginx:uid=101,gid=101",  # compose's gateway-metrics volume
-                    "--user",
-                    "101:101",
-                    "--volume",
-                    f"{ROOT / 'nginx'}:/etc/quartet/nginx:ro",
-                    "--entrypoint",
-                    "sh",
-                    "--publish",
-                    "127.0.0.1::8080",
-                    "--publish",
-                    "127.0.0.1::8081",
-                ],
+            docker.gateway_container(
+                net,
+                publish=[8080, 8081],
+                # compose's gateway-metrics volume
+                options=["--tmpfs", "/var/cache/nginx:uid=101,gid=101"],
                 env={"METRICS_LOG": "/var/cache/nginx/metrics.log", "NGINX_WORKER_PROCESSES": "1"},
-                network_name=net,
             )
         )
         public = f"http://127.0.0.1:{docker.published_port(gateway, 8080)}"

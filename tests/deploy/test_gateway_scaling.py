@@ -19,8 +19,7 @@ from pathlib import Path
 import httpx
 
 from tests.support import docker
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.datasets import REPO
 
 # The start script's default UPSTREAM_REFRESH_S (2 s), which the gateway here runs with: a change
 # is served after at most one refresh, one `nginx -t` and one reload. The rest is margin for a
@@ -186,23 +185,11 @@ def test_replicas_join_and_leave_the_upstreams_without_failed_requests() -> None
         second = stack.enter_context(_backend(image, net, "counter"))
         # banner, recommender and aggregator resolve to nothing: the gateway starts all the same.
         gateway = stack.enter_context(
-            docker.container(
-                image,
-                "/etc/quartet/nginx/container-start.sh",
-                options=[
-                    *docker.HARDENED,
-                    "--user",
-                    "101:101",
-                    "--volume",
-                    f"{ROOT / 'nginx'}:/etc/quartet/nginx:ro",
-                    "--entrypoint",
-                    "sh",
-                    "--publish",
-                    "127.0.0.1::8081",
-                ],
+            docker.gateway_container(
+                net,
+                publish=[8081],
                 # Two workers: a reload replaces several, each holding connections.
                 env={"METRICS_LOG": "/tmp/metrics.log", "NGINX_WORKER_PROCESSES": "2"},  # noqa: S108
-                network_name=net,
             )
         )
         internal = f"http://127.0.0.1:{docker.published_port(gateway, 8081)}"
@@ -330,7 +317,7 @@ def _resolve_rounds(
     getent = tmp_path / "bin" / "getent"
     getent.write_text(FAKE_GETENT)
     getent.chmod(0o755)
-    lines = ["set -eu", f'. "{ROOT / "nginx" / "upstreams.sh"}"']
+    lines = ["set -eu", f'. "{REPO / "nginx" / "upstreams.sh"}"']
     for answers in rounds:
         for name, answer in answers.items():
             target = tmp_path / "answers" / name

@@ -27,6 +27,7 @@ import httpx
 import pytest
 
 from cluster.image import bases, build, engine
+from tests.support.datasets import REPO
 
 LABEL = "quartet-test"
 _MINE = f"{LABEL}={os.getpid()}"
@@ -189,3 +190,34 @@ def wait_answering(container_id: str, url: str, timeout_s: float = 30) -> None:
                 return
         assert time.monotonic() < deadline, f"{url} did not answer within {timeout_s} s"
         time.sleep(0.2)
+
+
+@contextmanager
+def gateway_container(
+    network_name: str,
+    *,
+    publish: Sequence[int],
+    env: Mapping[str, str],
+    options: Sequence[str] = (),
+) -> Iterator[str]:
+    """The gateway as compose starts it: nginx/container-start.sh as the entrypoint, the repo's
+    nginx/ read-only at /etc/quartet/nginx, read-only root, uid 101; `publish` on 127.0.0.1."""
+    published = [arg for port in publish for arg in ("--publish", f"127.0.0.1::{port}")]
+    with container(
+        gateway_image(),
+        "/etc/quartet/nginx/container-start.sh",
+        options=[
+            *HARDENED,
+            *options,
+            "--user",
+            "101:101",
+            "--volume",
+            f"{REPO / 'nginx'}:/etc/quartet/nginx:ro",
+            "--entrypoint",
+            "sh",
+            *published,
+        ],
+        env=env,
+        network_name=network_name,
+    ) as container_id:
+        yield container_id
