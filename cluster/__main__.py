@@ -79,16 +79,7 @@ def prepare(topo: Topology, *, foreground: bool) -> tuple[str, bool]:
     private = not (external and mariadb.reachable(external))
     if external and private:
         say("MYSQL_DSN is set but not reachable; starting a private MariaDB instead")
-    ports = [topo.gateway_port, topo.internal_port, topo.worksim_port, *topo.redis_ports]
-    ports += [
-        topo.prometheus_port,
-        topo.nginx_exporter_port,
-        topo.redis_exporter_port,
-        topo.mysqld_exporter_port,
-        topo.mtail_port,
-    ]
-    ports += [i.port for i in topo.instances] + ([topo.mysql_port] if private else [])
-    busy = [port for port in ports if not _port_free(port)]
+    busy = [port for port in topo.listen_ports(private_mysql=private) if not _port_free(port)]
     if busy:
         raise SystemExit(f"ports already in use: {busy} (another cluster? set QUARTET_PORT_OFFSET)")
     if private:

@@ -130,6 +130,20 @@ class Topology:
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.gateway_port}"
 
+    def listen_ports(self, *, private_mysql: bool) -> list[int]:
+        """Every port this cluster listens on (MariaDB's only when it runs a private one)."""
+        ports = [self.gateway_port, self.internal_port, self.worksim_port, *self.redis_ports]
+        ports += [
+            self.prometheus_port,
+            self.nginx_exporter_port,
+            self.redis_exporter_port,
+            self.mysqld_exporter_port,
+            self.mtail_port,
+        ]
+        return (
+            ports + [i.port for i in self.instances] + ([self.mysql_port] if private_mysql else [])
+        )
+
     def instances_of(self, service: str) -> list[Instance]:
         return [i for i in self.instances if i.service == service]
 

@@ -13,11 +13,28 @@ from pathlib import Path
 
 import httpx
 
+from cluster.topology import ClusterSettings, Topology
 from tests.support.cluster import PORT_OFFSET, cluster_env
 
-# Clear of the session's test cluster (QUARTET_TEST_PORT_OFFSET may move it to +20000), and below
-# the kernel's ephemeral ports (32768 on), which any outgoing connection may hold.
-OFFSET = 10_000 if PORT_OFFSET == 20_000 else 20_000
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _free_offset() -> int:
+    """An offset whose every port is free: clear of this session's test cluster and of another
+    checkout's, and below the kernel's ephemeral ports (32768 on), which any connection may hold."""
+    for offset in (20_000, 12_000, 22_000, 14_000, 24_000):
+        topo = Topology(ClusterSettings(STATE_DIR=Path("/nonexistent"), PORT_OFFSET=offset))
+        if offset != PORT_OFFSET and not any(
+            map(_listening, topo.listen_ports(private_mysql=True))
+        ):
+            return offset
+    raise AssertionError("no free port offset for a second cluster")
+
+
+OFFSET = _free_offset()
 GATEWAY = f"http://127.0.0.1:{8080 + OFFSET}"
 
 
@@ -34,11 +51,6 @@ def _wait_for(log: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: fl
         assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
         time.sleep(0.2)
     raise AssertionError(f"{text!r} not seen in {timeout_s}s: {log.read_text()[-3000:]}")
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_ctrl_c_stops_everything_after_flushing(tmp_path: Path) -> None:
