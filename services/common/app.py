@@ -1,8 +1,8 @@
 """`create_app`: what every service is made of, so a service file only holds its own routes.
 
-It wires JSON logs with request ids, problem+json errors, `/healthz`, `/readyz`, `/metrics`, the
-Redis shards and the MySQL pool (opened and closed with the app), migrations at start, and the
-optional cluster-wide in-flight cap.
+It wires JSON logs with request ids, problem+json errors, `/healthz`, `/readyz`, `/status`,
+`/metrics`, the Redis shards and the MySQL pool (opened and closed with the app), migrations at
+start, the dependency watch, and the optional cluster-wide in-flight cap.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from services.common import migrations, mysql
-from services.common.health import Check, health_router
+from services.common.health import Check, health_router, watch_dependencies
 from services.common.limiter import InFlightLimiter, InFlightLimitMiddleware
 from services.common.logs import configure_logging
 from services.common.problems import install_handlers
@@ -43,7 +43,11 @@ class Kit:
     settings: ServiceSettings
     redis: RedisShards | None = None
     mysql: aiomysql.Pool | None = None
+    # This instance's own conditions for serving (its data loaded, ...): `/readyz`.
     readiness: dict[str, Check] = field(default_factory=dict)
+    # What every instance shares (shards, MySQL, peers): `/status` and `quartet_dependency_up`,
+    # never readiness (health.py says why).
+    dependencies: dict[str, Check] = field(default_factory=dict)
 
     def need_redis(self) -> RedisShards:
         if self.redis is None:
@@ -144,7 +148,7 @@ def create_app(
             timeout_s=settings.REDIS_TIMEOUT_S,
         )
         for name in kit.redis.clients:
-            kit.readiness[f"redis:{name}"] = partial(kit.redis.ping, name)
+            kit.dependencies[f"redis:{name}"] = partial(kit.redis.ping, name)
     if needs_mysql and settings.MYSQL_DSN is None:
         raise ValueError(f"{service} needs MYSQL_DSN")
 
@@ -155,7 +159,7 @@ def create_app(
                 stack.push_async_callback(kit.redis.close)
             if settings.MYSQL_DSN is not None:
                 pool = kit.mysql = await _open_mysql(kit)
-                kit.readiness["mysql"] = partial(mysql.ping, pool)
+                kit.dependencies["mysql"] = partial(mysql.ping, pool)
 
                 async def close_pool() -> None:
                     pool.close()
@@ -164,8 +168,18 @@ def create_app(
                 stack.push_async_callback(close_pool)
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app, kit))
+            await stack.enter_async_context(
+                background(
+                    watch_dependencies(
+                        kit.dependencies,
+                        settings.READY_TIMEOUT_S,
+                        settings.DEPENDENCY_CHECK_INTERVAL_S,
+                    )
+                )
+            )
             log.info("started", extra={"shards": list(settings.REDIS_SHARDS)})
             yield
+            app.state.draining = True
             log.info("stopping")
 
     app = FastAPI(
@@ -176,6 +190,8 @@ def create_app(
     app.state.kit = kit
     app.state.settings = settings
     app.state.readiness_checks = kit.readiness
+    app.state.dependency_checks = kit.dependencies
+    app.state.draining = False
     app.state.ready_timeout_s = settings.READY_TIMEOUT_S
     install_handlers(app)
     app.include_router(health_router())
@@ -185,7 +201,12 @@ def create_app(
     if settings.INFLIGHT_LIMIT and kit.redis is not None:
         limiter_redis = kit.redis.owner(f"inflight:{service}")[1]
         limiter = InFlightLimiter(
-            service, limiter_redis, cap=settings.INFLIGHT_LIMIT, lease_s=settings.INFLIGHT_LEASE_S
+            service,
+            limiter_redis,
+            cap=settings.INFLIGHT_LIMIT,
+            lease_s=settings.INFLIGHT_LEASE_S,
+            timeout_s=settings.INFLIGHT_TIMEOUT_S,
+            backoff_s=settings.INFLIGHT_BACKOFF_S,
         )
         app.add_middleware(InFlightLimitMiddleware, limiter=limiter, exempt=QUIET_PATHS)
     Instrumentator(

@@ -10,10 +10,17 @@ When Redis cannot be reached the limiter fails open: the request is served, a wa
 (at most every 10 s per process) and `<service>_inflight_limiter_errors_total` counts it. A cap
 that takes the service down with it when Redis blinks would do more harm than the overload it
 guards against; the gateway's own per-client limits still hold.
+
+The limiter never makes a request late: each call to Redis is bounded by INFLIGHT_TIMEOUT_S (a
+few milliseconds when the shard is healthy, so the default 50 ms is far above normal), and after a
+failure the process stops asking for INFLIGHT_BACKOFF_S, serving uncapped meanwhile. A stalled
+shard (SIGSTOP: connections accepted, never answered) therefore costs at most one bounded wait per
+request that was already waiting when it stalled, then nothing until the next probe.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -81,31 +88,54 @@ def _metrics(service: str) -> _Metrics:
 
 
 class InFlightLimiter:
-    def __init__(self, service: str, redis: Redis, *, cap: int, lease_s: float) -> None:
+    def __init__(
+        self,
+        service: str,
+        redis: Redis,
+        *,
+        cap: int,
+        lease_s: float,
+        timeout_s: float = 0.05,
+        backoff_s: float = 1.0,
+    ) -> None:
         if cap < 1:
             raise ValueError("cap must be at least 1")
         self.key = f"inflight:{service}"
         self.cap = cap
         self.lease_ms = int(lease_s * 1000)
+        self.timeout_s = timeout_s
+        self.backoff_s = backoff_s
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
         self.metrics = _metrics(service)
         self._last_warning = 0.0
+        self._skip_until = 0.0
+
+    @property
+    def bypassed(self) -> bool:
+        """True while failing open after a recent failure: the request is served uncapped."""
+        return time.monotonic() < self._skip_until
 
     async def acquire(self) -> Lease | None:
-        """A lease, or None when the service is at its cap. Raises RedisError if Redis fails."""
+        """A lease, or None when the service is at its cap. Raises RedisError if Redis fails,
+        TimeoutError if it does not answer within timeout_s."""
         token = uuid.uuid4().hex
-        granted, held = await self._acquire(keys=[self.key], args=[self.cap, self.lease_ms, token])
+        async with asyncio.timeout(self.timeout_s):
+            granted, held = await self._acquire(
+                keys=[self.key], args=[self.cap, self.lease_ms, token]
+            )
         self.metrics.occupancy.set(held)
         return Lease(token, int(held)) if granted == 1 else None
 
     async def release(self, lease: Lease) -> None:
-        held = await self._release(keys=[self.key], args=[lease.token])
+        async with asyncio.timeout(self.timeout_s):
+            held = await self._release(keys=[self.key], args=[lease.token])
         self.metrics.occupancy.set(held)
 
     def note_failure(self, exc: Exception) -> None:
         self.metrics.errors.inc()
         now = time.monotonic()
+        self._skip_until = now + self.backoff_s
         if now - self._last_warning > 10:
             self._last_warning = now
             log.warning("in-flight limiter unavailable, failing open", extra={"error": repr(exc)})
@@ -120,7 +150,7 @@ class InFlightLimitMiddleware:
         self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.exempt:
+        if scope["type"] != "http" or scope["path"] in self.exempt or self.limiter.bypassed:
             await self.app(scope, receive, send)
             return
         try:
@@ -144,5 +174,6 @@ class InFlightLimitMiddleware:
             try:
                 await self.limiter.release(lease)
             except (RedisError, OSError, TimeoutError) as exc:
-                # The lease expires by itself; nothing leaks for longer than lease_s.
+                # The lease expires by itself; nothing leaks for longer than lease_s. The answer
+                # was sent before this: a slow release delays no one.
                 self.limiter.note_failure(exc)

@@ -4,6 +4,7 @@ is logged with its request id and answered with a problem document instead of a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -20,7 +21,13 @@ access_log = logging.getLogger("access")
 # let a header inject arbitrary text into the logs.
 _VALID_ID = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 _HEADER = b"x-request-id"
-QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/status", "/metrics"})
+
+
+def arrived_at(scope_state: object) -> float:
+    """When the request reached this process, on the loop's clock (now, if not recorded)."""
+    recorded = getattr(scope_state, "arrived_at", None)
+    return float(recorded) if recorded is not None else asyncio.get_running_loop().time()
 
 
 class RequestContextMiddleware:
@@ -36,6 +43,9 @@ class RequestContextMiddleware:
         raw_id = incoming if incoming and _VALID_ID.match(incoming) else uuid.uuid4().hex.encode()
         request_id = raw_id.decode()
         token = request_id_var.set(request_id)
+        # On the loop's clock, before any other middleware (the in-flight cap) ran: a deadline
+        # the caller gave counts from here (`arrived_at`).
+        scope.setdefault("state", {})["arrived_at"] = asyncio.get_running_loop().time()
         status = 500
         started = time.perf_counter()
         response_started = False

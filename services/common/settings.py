@@ -66,6 +66,12 @@ class ServiceSettings(BaseSettings):
     # Cluster-wide cap on requests in flight for this service (0 = no cap); see limiter.py.
     INFLIGHT_LIMIT: int = Field(0, ge=0)
     INFLIGHT_LEASE_S: float = Field(30.0, gt=0, le=3600)
+    # The longest the limiter waits for Redis before serving the request uncapped, and how long
+    # it then stops asking (limiter.py): a stalled limiter shard never makes a request late.
+    INFLIGHT_TIMEOUT_S: float = Field(0.05, gt=0, le=5)
+    INFLIGHT_BACKOFF_S: float = Field(1.0, gt=0, le=300)
+    # How often each worker checks its dependencies for `quartet_dependency_up` (health.py).
+    DEPENDENCY_CHECK_INTERVAL_S: float = Field(5.0, gt=0, le=300)
 
     @field_validator("REDIS_SHARDS", mode="before")
     @classmethod

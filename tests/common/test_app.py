@@ -125,7 +125,9 @@ async def test_admin_needs_the_bearer_token() -> None:
     assert right.json() == {"done": True}
 
 
-async def test_healthz_is_alive_and_readyz_names_the_failing_shard(scratch_redis: int) -> None:
+async def test_a_dead_shard_leaves_the_instance_ready_and_status_names_it(
+    scratch_redis: int,
+) -> None:
     dead = free_port()
     shards = {
         "up_shard": f"redis://127.0.0.1:{scratch_redis}",
@@ -135,11 +137,41 @@ async def test_healthz_is_alive_and_readyz_names_the_failing_shard(scratch_redis
     async with serve(app) as client:
         alive = await client.get("/healthz")
         ready = await client.get("/readyz")
+        status = await client.get("/status")
+        metrics = (await client.get("/metrics")).text
     assert alive.status_code == 200
-    assert ready.status_code == 503
-    body = ready.json()
-    assert body["detail"] == "not ready: redis:down_shard"
-    assert body["checks"]["redis:up_shard"] == "ok"
+    # A shard every instance shares is not this instance's readiness (health.py).
+    assert ready.status_code == 200
+    assert ready.json()["status"] == "ready"
+    assert status.status_code == 200
+    body = status.json()
+    assert body["status"] == "degraded"
+    assert body["down"] == ["redis:down_shard"]
+    assert body["dependencies"]["redis:up_shard"]["state"] == "up"
+    assert body["dependencies"]["redis:down_shard"]["detail"].startswith("ConnectionError")
+    assert 'quartet_dependency_up{dependency="redis:down_shard"} 0.0' in metrics
+    assert 'quartet_dependency_up{dependency="redis:up_shard"} 1.0' in metrics
+
+
+async def test_readyz_fails_on_the_instance_s_own_check_and_when_draining() -> None:
+    app = create_app("apptest", _settings(), routers=[])
+
+    async def not_loaded(timeout_s: float) -> None:
+        raise RuntimeError("sets not loaded")
+
+    app.state.kit.readiness["sets"] = not_loaded
+    async with serve(app) as client:
+        unloaded = await client.get("/readyz")
+        del app.state.kit.readiness["sets"]
+        ready = await client.get("/readyz")
+        app.state.draining = True
+        draining = await client.get("/readyz")
+    assert unloaded.status_code == 503
+    assert unloaded.json()["detail"] == "not ready: sets"
+    assert unloaded.json()["checks"]["sets"] == "RuntimeError: sets not loaded"
+    assert ready.status_code == 200
+    assert draining.status_code == 503
+    assert draining.json()["detail"] == "not ready: draining"
 
 
 async def test_metrics_keep_status_codes_and_skip_health() -> None:

@@ -4,6 +4,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,14 +15,17 @@ from services.common.app import create_app
 from services.common.limiter import InFlightLimiter, Lease
 from services.common.settings import ServiceSettings
 from tests.support.asgi import serve
-from tests.support.processes import free_port
+from tests.support.faults import listener_pid, stalled
+from tests.support.processes import free_port, redis_server
 
 TOKEN = "limiter-test-token-0123456789"
 
 
 async def test_concurrent_holders_never_exceed_the_cap(scratch_redis: int) -> None:
     redis = Redis(port=scratch_redis)
-    limiter = InFlightLimiter("captest", redis, cap=5, lease_s=30)
+    # A generous bound: 100 connections open at once here, which a loaded machine may not do
+    # within the default 50 ms (the bound is tested below).
+    limiter = InFlightLimiter("captest", redis, cap=5, lease_s=30, timeout_s=5)
     holding = 0
     peak = 0
     granted = 0
@@ -62,7 +66,7 @@ async def test_a_dead_holders_lease_is_reclaimed_after_expiry(scratch_redis: int
 
 
 @asynccontextmanager
-async def _app(redis_port: int, cap: int) -> AsyncIterator[httpx.AsyncClient]:
+async def _app(redis_port: int, cap: int, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
     router = APIRouter()
 
     @router.get("/slow")
@@ -70,12 +74,17 @@ async def _app(redis_port: int, cap: int) -> AsyncIterator[httpx.AsyncClient]:
         await asyncio.sleep(0.2)
         return {"ok": "yes"}
 
-    settings = ServiceSettings(
+    @router.get("/fast")
+    async def fast() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    config = ServiceSettings(
         ADMIN_TOKEN=TOKEN,
         REDIS_SHARDS={"only": f"redis://127.0.0.1:{redis_port}"},
         INFLIGHT_LIMIT=cap,
+        **settings,  # type: ignore[arg-type]
     )
-    async with serve(create_app("limitapp", settings, routers=[router])) as client:
+    async with serve(create_app("limitapp", config, routers=[router])) as client:
         yield client
 
 
@@ -105,6 +114,36 @@ async def test_redis_unreachable_fails_open() -> None:
     async with _app(free_port(), cap=1) as client:
         responses = await asyncio.gather(*(client.get("/slow") for _ in range(3)))
     assert [r.status_code for r in responses] == [200, 200, 200]
+
+
+async def test_a_stalled_limiter_shard_never_makes_a_request_late(tmp_path: Path) -> None:
+    # The shard's own timeout is 5 s: before the limiter bounded its call, every request waited
+    # that long. Now the first ones wait INFLIGHT_TIMEOUT_S at most, the rest skip the limiter.
+    with redis_server(tmp_path / "redis") as port:
+        async with _app(port, cap=100, REDIS_TIMEOUT_S=5, INFLIGHT_TIMEOUT_S=0.05) as client:
+            assert (await client.get("/fast")).status_code == 200  # connections warm
+            errors_before = _limiter_errors((await client.get("/metrics")).text)
+            with stalled(listener_pid(port)):
+                started = time.perf_counter()
+                first = await asyncio.gather(*(client.get("/fast") for _ in range(5)))
+                first_s = time.perf_counter() - started
+                started = time.perf_counter()
+                later = await client.get("/fast")
+                later_s = time.perf_counter() - started
+                metrics = (await client.get("/metrics")).text
+    assert [r.status_code for r in first] == [200] * 5
+    assert later.status_code == 200
+    # Margins for a loaded machine; what fails is the 5 s wait.
+    assert first_s < 1.0, first_s
+    assert later_s < 0.5, later_s
+    assert _limiter_errors(metrics) - errors_before == 5
+
+
+def _limiter_errors(metrics: str) -> float:
+    line = next(
+        x for x in metrics.splitlines() if x.startswith("limitapp_inflight_limiter_errors_total")
+    )
+    return float(line.split()[-1])
 
 
 def test_cap_must_be_positive() -> None:

@@ -14,6 +14,7 @@ from tests.support.cluster import RunningCluster
         "/metrics",
         "/healthz",
         "/readyz",
+        "/status",
         "/ping",
         "/_ping/counter",
         "/_status",
