@@ -64,7 +64,8 @@ async def daily_visits(
     today = dt.datetime.now(dt.UTC).date()
     since = today - dt.timedelta(days=days - 1)
     try:
-        found = await store.daily_visits(counter.mysql, page_id, since)
+        async with asyncio.timeout(counter.settings.DAILY_TIMEOUT_S):
+            found = await store.daily_visits(counter.mysql, page_id, since)
     except MYSQL_ERRORS as exc:
         raise DependencyUnavailable("the daily ledger (MySQL) is not answering") from exc
     span = [since + dt.timedelta(days=i) for i in range(days)]

@@ -9,6 +9,11 @@ sequence applied for this process (the marker) in the same atomic step, and skip
 sequence is not above the marker. So a batch whose reply was lost is simply sent again: it is
 applied once or recognised, never counted twice, never lost.
 
+The same script appends the batch's ledger rows, (page, UTC day of the visit) -> count, to the
+shard's ledger stream (ledger.py feeds MySQL from it), so a batch reaches the totals and the ledger
+together or not at all. Pending increments are therefore kept by (page, day); reads only need the
+per-page sum.
+
 A read of a shard returns the page's value V and the marker A in one atomic step. Then
 
     visits = V + (confirmed batches with seq > A) + (unconfirmed batches with seq > A) + pending
@@ -22,6 +27,8 @@ process reports therefore never goes down, across flushes or cache refreshes.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import islice
@@ -30,6 +37,8 @@ from typing import TypeVar
 from cachetools import LRUCache
 
 K = TypeVar("K")
+# (page, UTC day of the visit): one row of the daily ledger
+LedgerKey = tuple[str, dt.date]
 
 
 def take_up_to(pending: dict[K, int], limit: int) -> tuple[dict[K, int], dict[K, int]]:
@@ -42,13 +51,26 @@ def take_up_to(pending: dict[K, int], limit: int) -> tuple[dict[K, int], dict[K,
     return taken, pending
 
 
+def per_page(rows: dict[LedgerKey, int]) -> dict[str, int]:
+    deltas: dict[str, int] = {}
+    for (page_id, _), count in rows.items():
+        deltas[page_id] = deltas.get(page_id, 0) + count
+    return deltas
+
+
 @dataclass
 class Batch:
     seq: int
-    deltas: dict[str, int]
+    rows: dict[LedgerKey, int]
+    deltas: dict[str, int] = field(init=False)
+    # The ledger's idempotency key: fixed at creation, so every retry of the batch carries it.
+    ledger_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     # commit mode: requests waiting for this batch to be confirmed
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     confirmed_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.deltas = per_page(self.rows)
 
     @property
     def visits(self) -> int:
@@ -64,7 +86,9 @@ class CachedCount:
 
 class ShardBuffer:
     def __init__(self, *, retention_s: float) -> None:
-        self.pending: dict[str, int] = {}
+        self.pending: dict[LedgerKey, int] = {}
+        # the same increments summed per page, for reads
+        self.pending_pages: dict[str, int] = {}
         self.pending_waiters: list[asyncio.Future[None]] = []
         self.batches: deque[Batch] = deque()
         self.last_confirmed = 0
@@ -75,8 +99,10 @@ class ShardBuffer:
         # since when this shard has had increments waiting without a confirmation: the flush lag
         self.stalled_since: float | None = None
 
-    def add(self, page_id: str, now: float, count: int = 1) -> None:
-        self.pending[page_id] = self.pending.get(page_id, 0) + count
+    def add(self, page_id: str, day: dt.date, now: float, count: int = 1) -> None:
+        key = (page_id, day)
+        self.pending[key] = self.pending.get(key, 0) + count
+        self.pending_pages[page_id] = self.pending_pages.get(page_id, 0) + count
         self.outstanding += count
         if self.stalled_since is None:
             self.stalled_since = now
@@ -94,8 +120,14 @@ class ShardBuffer:
             return waiting
         if not self.pending:
             return None
-        deltas, self.pending = take_up_to(self.pending, max_keys)
-        batch = Batch(self._next_seq, deltas)
+        rows, self.pending = take_up_to(self.pending, max_keys)
+        batch = Batch(self._next_seq, rows)
+        for page_id, count in batch.deltas.items():
+            left = self.pending_pages[page_id] - count
+            if left:
+                self.pending_pages[page_id] = left
+            else:
+                del self.pending_pages[page_id]
         if not self.pending:
             # Waiters belong to the first batch that holds everything buffered before them.
             batch.waiters, self.pending_waiters = self.pending_waiters, []
@@ -129,7 +161,7 @@ class ShardBuffer:
 
     def not_in_shard(self, page_id: str, covered: int) -> int:
         """This process's increments of the page that a read covering `covered` does not hold."""
-        extra = self.pending.get(page_id, 0)
+        extra = self.pending_pages.get(page_id, 0)
         for batch in self.batches:
             if batch.confirmed_at is None and batch.seq > covered:
                 extra += batch.deltas.get(page_id, 0)

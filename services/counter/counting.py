@@ -1,10 +1,13 @@
 """The visit counter of one process: buffered writes, flush loops, cached exact reads.
 
-A POST adds to an in-memory buffer (one per shard, plus the ledger's) and returns; background
-loops flush each shard and the ledger on their own schedule and retry with backoff, so a shard or
-MySQL being down only delays its own data. In commit mode a POST waits for the batch that carries
-its increment, and every request arriving while a batch is in flight shares the next one (group
-commit). See buffer.py for why reads are exact and never go down.
+A POST adds to an in-memory buffer of its page's shard and returns; a background loop per shard
+flushes it (totals and ledger rows in one atomic script, store.py) and retries with backoff, so a
+shard being down only delays, and only ever refuses, its own pages. A feeder loop per shard moves
+the shard's ledger stream into MySQL (ledger.py); MySQL down only delays the ledger until the
+stream's bound is reached, then the shard refuses batches and its buffer fills up to its cap. In
+commit mode a POST waits for the batch that carries its increment, and every request arriving
+while a batch is in flight shares the next one (group commit). See buffer.py for why reads are
+exact and never go down.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,14 +29,12 @@ from services.common.problems import DependencyUnavailable
 from services.common.redis_shards import RedisShards
 from services.counter import metrics, store
 from services.counter.buffer import CachedCount, ShardBuffer
-from services.counter.ledger import LedgerBuffer
+from services.counter.ledger import LedgerFeeder, MysqlFailed
 from services.counter.settings import CounterSettings
 
 log = logging.getLogger(__name__)
 REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 MYSQL_ERRORS = (aiomysql.Error, OSError, TimeoutError)
-# Ledger batch ids are kept this long to recognise a retried batch, then deleted.
-LEDGER_ID_RETENTION_S = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,17 @@ class VisitCounter:
         # Confirmed batches are kept until no read that started before them can still be running.
         retention_s = 2 * settings.REDIS_TIMEOUT_S + 1
         self.buffers = {name: ShardBuffer(retention_s=retention_s) for name in self.stores}
-        self.ledger = LedgerBuffer()
+        # Without MySQL there is no ledger: the flush script then appends nothing to the streams.
+        self.ledger_bound = settings.LEDGER_MAX_BACKLOG_BYTES if mysql is not None else 0
+        self.feeders = (
+            {name: LedgerFeeder(settings, target, mysql) for name, target in self.stores.items()}
+            if mysql is not None
+            else {}
+        )
+        # why each shard's last flush failed: the reason a full buffer's 503 names
+        self.flush_trouble: dict[str, str] = {}
         self.cache: LRUCache[str, CachedCount] = LRUCache(maxsize=settings.CACHE_SIZE)
-        self._locks = {name: asyncio.Lock() for name in [*self.stores, "mysql"]}
+        self._locks = {name: asyncio.Lock() for name in self.stores}
         self._wake = {name: asyncio.Event() for name in self.stores}
         self._tasks: list[asyncio.Task[None]] = []
         self._last_warning: dict[str, float] = {}
@@ -75,15 +85,19 @@ class VisitCounter:
 
     def record(self, page_id: str) -> asyncio.Future[None] | None:
         """Count one visit. In commit mode, returns a future done when Redis has it."""
-        if sum(buf.outstanding for buf in self.buffers.values()) >= self.settings.MAX_PENDING:
-            metrics.REJECTED.inc()
-            raise DependencyUnavailable(
-                "the visit buffer is full because Redis is not taking writes; try again later"
-            )
         shard = self.ring.shard_for(page_id)
         buffer = self.buffers[shard]
-        buffer.add(page_id, time.monotonic())
-        self.ledger.add(page_id, dt.datetime.now(dt.UTC).date())
+        # Per shard: a shard that does not take writes fills only its own buffer.
+        if buffer.outstanding >= self.settings.MAX_PENDING:
+            metrics.REJECTED.inc()
+            trouble = self.flush_trouble.get(
+                shard, f"Redis shard {shard} is not taking writes fast enough"
+            )
+            raise DependencyUnavailable(
+                f"the visit buffer of shard {shard} is full: {trouble}; try again later",
+                headers={"Retry-After": str(math.ceil(self.settings.RETRY_MAX_S))},
+            )
+        buffer.add(page_id, dt.datetime.now(dt.UTC).date(), time.monotonic())
         if not self.commit_mode:
             return None
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -121,37 +135,45 @@ class VisitCounter:
                 started = time.perf_counter()
                 try:
                     async with asyncio.timeout(self.settings.REDIS_TIMEOUT_S):
-                        applied = await target.apply(batch)
+                        applied = await target.apply(batch, self.ledger_bound)
+                except store.LedgerBacklogFull as exc:
+                    metrics.FLUSH_FAILURES.labels(shard).inc()
+                    self.flush_trouble[shard] = (
+                        f"the daily ledger (MySQL) is behind and shard {shard}'s ledger backlog "
+                        f"holds its maximum ({self.ledger_bound} bytes)"
+                    )
+                    self._warn(shard, "ledger backlog full, batch refused, will retry", exc)
+                    return False
                 except REDIS_ERRORS as exc:
                     metrics.FLUSH_FAILURES.labels(shard).inc()
+                    self.flush_trouble[shard] = f"Redis shard {shard} is not taking writes"
                     self._warn(shard, "flush failed, will retry", exc)
                     return False
                 metrics.FLUSH_DURATION.labels(shard).observe(time.perf_counter() - started)
                 if applied:
                     metrics.FLUSHED.labels(shard).inc(batch.visits)
                 buffer.confirm(batch, time.monotonic(), self.cache)
+            self.flush_trouble.pop(shard, None)
             buffer.prune(time.monotonic())
             return True
 
-    async def flush_ledger(self) -> bool:
-        if self.mysql is None:
-            self.ledger.pending.clear()
-            return True
-        async with self._locks["mysql"]:
-            while (batch := self.ledger.next_batch(self.settings.BATCH_KEYS)) is not None:
-                started = time.perf_counter()
-                try:
-                    async with asyncio.timeout(max(5.0, self.settings.REDIS_TIMEOUT_S)):
-                        applied = await store.apply_ledger(self.mysql, batch.batch_id, batch.deltas)
-                except MYSQL_ERRORS as exc:
-                    metrics.FLUSH_FAILURES.labels("mysql").inc()
-                    self._warn("mysql", "ledger flush failed, will retry", exc)
-                    return False
-                metrics.FLUSH_DURATION.labels("mysql").observe(time.perf_counter() - started)
-                if applied:
-                    metrics.FLUSHED.labels("mysql").inc(sum(batch.deltas.values()))
-                self.ledger.confirm()
-            return True
+    async def feed_ledger(self, shard: str) -> bool:
+        """Move the shard's ledger stream into MySQL; False when MySQL or the shard failed."""
+        feeder = self.feeders[shard]
+        # No deadline around the whole: a catch-up after a long outage takes as long as it takes;
+        # each Redis command has REDIS_TIMEOUT_S and each MySQL transaction LEDGER_TIMEOUT_S.
+        try:
+            await feeder.feed()
+            await feeder.report_backlog()
+        except MysqlFailed as exc:
+            self._warn("mysql", "ledger write failed, will retry", exc.__cause__ or exc)
+            return False
+        except REDIS_ERRORS as exc:
+            self._warn(f"{shard}:ledger", "ledger stream read failed, will retry", exc)
+            return False
+        with contextlib.suppress(*MYSQL_ERRORS, *REDIS_ERRORS):
+            await feeder.housekeeping()
+        return True
 
     async def _shard_loop(self, shard: str) -> None:
         interval, retry_max = self.settings.FLUSH_INTERVAL_S, self.settings.RETRY_MAX_S
@@ -173,27 +195,26 @@ class VisitCounter:
             metrics.FLUSH_LAG.labels(shard).set(time.monotonic() - stalled if stalled else 0)
             metrics.PENDING.set(sum(b.outstanding for b in self.buffers.values()))
 
-    async def _ledger_loop(self) -> None:
+    async def _ledger_loop(self, shard: str) -> None:
         interval, retry_max = self.settings.FLUSH_INTERVAL_S, self.settings.RETRY_MAX_S
-        failures, stalled_since, last_cleanup = 0, None, time.monotonic()
+        feeder = self.feeders[shard]
+        failures = 0
         while True:
             await asyncio.sleep(
                 retry_delay(failures, interval, retry_max) if failures else interval
             )
-            ok = await self.flush_ledger()
+            ok = await self.feed_ledger(shard)
             failures = 0 if ok else failures + 1
             now = time.monotonic()
-            stalled_since = None if ok else (stalled_since or now)
-            metrics.FLUSH_LAG.labels("mysql").set(now - stalled_since if stalled_since else 0)
-            metrics.LEDGER_PENDING.set(self.ledger.outstanding)
-            if ok and self.mysql is not None and now - last_cleanup > 600:
-                last_cleanup = now
-                with contextlib.suppress(*MYSQL_ERRORS):
-                    await store.forget_old_ledger_batches(self.mysql, LEDGER_ID_RETENTION_S)
+            state = feeder.state
+            state.stalled_since = None if ok else (state.stalled_since or now)
+            stalls = [f.state.stalled_since for f in self.feeders.values()]
+            oldest = min((t for t in stalls if t is not None), default=None)
+            metrics.FLUSH_LAG.labels("mysql").set(now - oldest if oldest else 0)
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._shard_loop(name)) for name in self.stores]
-        self._tasks.append(asyncio.create_task(self._ledger_loop()))
+        self._tasks += [asyncio.create_task(self._ledger_loop(name)) for name in self.feeders]
 
     async def stop(self) -> None:
         """Stop the loops and flush everything, retrying until SHUTDOWN_FLUSH_S has passed."""
@@ -202,21 +223,22 @@ class VisitCounter:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         deadline = time.monotonic() + self.settings.SHUTDOWN_FLUSH_S
         while True:
-            results = await asyncio.gather(
-                *(self.flush_shard(name) for name in self.stores), self.flush_ledger()
-            )
+            results = await asyncio.gather(*(self.flush_shard(name) for name in self.stores))
             if all(results) or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.2)
+        # Not needed for correctness (the streams outlive this process and other processes, or
+        # the next start, feed them), but a lone instance shut down cleanly leaves MySQL current.
+        if self.feeders and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    await asyncio.gather(*(self.feed_ledger(name) for name in self.feeders))
         for name, buffer in self.buffers.items():
             if buffer.outstanding:
                 metrics.LOST_AT_SHUTDOWN.labels(name).inc(buffer.outstanding)
                 log.error(
                     "visits lost at shutdown", extra={"shard": name, "visits": buffer.outstanding}
                 )
-        if self.ledger.outstanding:
-            metrics.LOST_AT_SHUTDOWN.labels("mysql").inc(self.ledger.outstanding)
-            log.error("ledger visits lost at shutdown", extra={"visits": self.ledger.outstanding})
         log.info("counter flushed at shutdown")
 
     def _warn(self, target: str, message: str, exc: BaseException) -> None:

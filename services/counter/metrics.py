@@ -9,10 +9,18 @@ PENDING = Gauge(
     "Visits accepted by this process and not yet confirmed by Redis",
     multiprocess_mode="livesum",
 )
-LEDGER_PENDING = Gauge(
-    "counter_ledger_pending_visits",
-    "Visits accepted by this process and not yet in the MySQL daily ledger",
-    multiprocess_mode="livesum",
+# Every process sees the same stream, so the processes' values agree: max, not sum.
+LEDGER_BACKLOG_ENTRIES = Gauge(
+    "counter_ledger_backlog_entries",
+    "Batches in a shard's ledger stream not yet in the MySQL daily ledger",
+    ["shard"],
+    multiprocess_mode="livemax",
+)
+LEDGER_BACKLOG_BYTES = Gauge(
+    "counter_ledger_backlog_bytes",
+    "Payload bytes in a shard's ledger stream (bounded by COUNTER_LEDGER_MAX_BACKLOG_BYTES)",
+    ["shard"],
+    multiprocess_mode="livemax",
 )
 FLUSH_LAG = Gauge(
     "counter_flush_lag_seconds",
@@ -31,7 +39,9 @@ FLUSH_FAILURES = Counter(
 )
 FLUSHED = Counter("counter_flushed_visits", "Visits applied by flushes", ["target"])
 READS = Counter("counter_reads", "Count reads by where the answer came from", ["source"])
-REJECTED = Counter("counter_rejected_visits", "Visits refused because the buffer was full")
+REJECTED = Counter(
+    "counter_rejected_visits", "Visits refused because their shard's buffer was full"
+)
 LOST_AT_SHUTDOWN = Counter(
     "counter_lost_visits", "Visits still unflushed when the shutdown deadline passed", ["target"]
 )

@@ -13,6 +13,11 @@ scanned (SCAN, never KEYS). A count moves in three steps, each atomic on its sha
 Counts are only ever added (INCRBY), never overwritten, so increments that land on either shard
 while the command runs are kept. An interrupted run leaves in-transit records; the next run
 finishes them first, and step 2's marker makes sure none is added twice.
+
+A shard that leaves the list may still hold ledger entries MySQL has not taken (its stream, see
+ledger.py), and no service reads it any more: each entry is copied to a remaining shard's stream,
+then deleted from the old one. An entry copied twice (a run interrupted between the two steps)
+carries the same batch id both times, and the ledger applies a batch id once.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ import asyncio
 import sys
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 
 from services.common.ring import ShardRing
 from services.common.settings import parse_shards
 from services.counter.pages import KEY_PREFIX, page_of
+from services.counter.store import LEDGER_BYTES, LEDGER_STREAM
 
 TRANSIT_PREFIX = "rebalance:" + KEY_PREFIX
 DONE_PREFIX = "rebalance:done:"
@@ -63,6 +70,20 @@ end
 return 0
 """
 
+# KEYS[1] = ledger stream, KEYS[2] = its byte count; ARGV = the entry's batch id and rows.
+_ADD_ENTRY = """
+redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'rows', ARGV[2])
+redis.call('INCRBY', KEYS[2], string.len(ARGV[2]))
+return 1
+"""
+# KEYS[1] = ledger stream, KEYS[2] = its byte count; ARGV[1] = entry id, ARGV[2] = payload bytes.
+_DROP_ENTRY = """
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then
+  redis.call('DECRBY', KEYS[2], ARGV[2])
+end
+return 1
+"""
+
 
 @dataclass
 class Report:
@@ -70,6 +91,7 @@ class Report:
     moved_keys: int = 0
     moved_visits: int = 0
     resumed: int = 0
+    ledger_entries: int = 0
     by_route: dict[str, int] = field(default_factory=dict)
 
 
@@ -82,6 +104,9 @@ class Rebalancer:
         self._take = {n: c.register_script(_TAKE) for n, c in self.clients.items()}
         self._deliver = {n: c.register_script(_DELIVER) for n, c in self.clients.items()}
         self._forget = {n: c.register_script(_FORGET) for n, c in self.clients.items()}
+        self._add_entry = {n: c.register_script(_ADD_ENTRY) for n, c in self.clients.items()}
+        self._drop_entry = {n: c.register_script(_DROP_ENTRY) for n, c in self.clients.items()}
+        self.leaving = [name for name in old if name not in new]
         self.report = Report()
 
     async def run(self) -> Report:
@@ -97,7 +122,27 @@ class Rebalancer:
                 page = page_of(key.decode())
                 if self.ring.shard_for(page) != name:
                     await self._move(name, page)
+        for name in self.leaving:
+            await self._move_ledger(name)
         return self.report
+
+    async def _move_ledger(self, source: str) -> None:
+        client = self.clients[source]
+        # redis-py's stubs type stream replies as unions of every protocol's shape: Any here.
+        while True:
+            entries: Any = await client.xrange(LEDGER_STREAM, count=self.scan_count)
+            if not entries:
+                return
+            for entry_id, fields in entries:
+                batch_id, rows = fields[b"id"], fields[b"rows"]
+                target = self.ring.shard_for(batch_id.decode())
+                await self._add_entry[target](
+                    keys=[LEDGER_STREAM, LEDGER_BYTES], args=[batch_id, rows]
+                )
+                await self._drop_entry[source](
+                    keys=[LEDGER_STREAM, LEDGER_BYTES], args=[entry_id, len(rows)]
+                )
+                self.report.ledger_entries += 1
 
     async def _move(self, source: str, page: str) -> None:
         target = self.ring.shard_for(page)
@@ -146,7 +191,8 @@ def main() -> None:
     report = asyncio.run(_main(old, new))
     print(
         f"scanned {report.scanned} keys, moved {report.moved_keys} "
-        f"({report.moved_visits} visits), finished {report.resumed} interrupted moves"
+        f"({report.moved_visits} visits), finished {report.resumed} interrupted moves, "
+        f"moved {report.ledger_entries} ledger entries off removed shards"
     )
     for route, count in sorted(report.by_route.items()):
         print(f"  {route}: {count} keys")

@@ -1,14 +1,27 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
+import redis
 
 from services.common.mysql import connect_blocking
 from services.common.ring import ShardRing
 from tests.support.cluster import RunningCluster
+from tests.support.processes import free_port, redis_server
 
 PageOn = Callable[[str], str]
 
@@ -41,3 +54,141 @@ def ledger_total(cluster: RunningCluster, page_id: str) -> int:
             return int(row[0]) if row else 0
     finally:
         conn.close()
+
+
+class ScratchShards:
+    """Redis servers of the test's own, named like shards, that a test may kill, stall and
+    restart without touching the session cluster."""
+
+    def __init__(self, root: Path, names: tuple[str, ...], stack: ExitStack) -> None:
+        self.root, self.names, self._stack = root, names, stack
+        self.ports = {name: free_port() for name in names}
+        for name in names:
+            self.start(name)
+        self.ring = ShardRing(list(names))
+
+    @property
+    def spec(self) -> str:
+        return ",".join(f"{n}=redis://127.0.0.1:{p}" for n, p in self.ports.items())
+
+    def client(self, name: str) -> redis.Redis:
+        return redis.Redis(port=self.ports[name], socket_timeout=2)
+
+    def pid(self, name: str) -> int:
+        return int(self.client(name).info("server")["process_id"])
+
+    def start(self, name: str) -> None:
+        """Start (again) on the same port and data directory: the AOF brings the data back."""
+        self._stack.enter_context(redis_server(self.root / name, self.ports[name]))
+
+    def kill(self, name: str) -> None:
+        os.kill(self.pid(name), signal.SIGKILL)
+
+    def page_on(self, name: str) -> str:
+        run = uuid.uuid4().hex[:8]
+        return next(
+            page
+            for page in (f"p-{run}-{i}" for i in itertools.count())
+            if self.ring.shard_for(page) == name
+        )
+
+    def count(self, page: str) -> int:
+        return int(self.client(self.ring.shard_for(page)).get(f"visits:{page}") or 0)
+
+
+@pytest.fixture
+def scratch_shards(tmp_path: Path) -> Iterator[ScratchShards]:
+    with ExitStack() as stack:
+        yield ScratchShards(tmp_path / "shards", ("a", "b"), stack)
+
+
+@dataclass
+class CounterInstance:
+    """A counter instance of the test's own (gunicorn master and workers)."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def workers(self) -> list[int]:
+        pid = self.proc.pid
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+    def kill(self) -> None:
+        """SIGKILL, master first so that it cannot replace the workers."""
+        workers = self.workers()
+        self.proc.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(40)
+
+
+StartCounter = Callable[..., CounterInstance]
+
+
+@pytest.fixture
+def start_counter(cluster: RunningCluster, tmp_path: Path) -> Iterator[StartCounter]:
+    """start_counter(shards_spec, COUNTER_ACK="commit", ...): a private instance on the cluster's
+    MySQL, stopped with SIGTERM at the end of the test unless already gone."""
+    started: list[CounterInstance] = []
+
+    def start(redis_shards: str, **env: str) -> CounterInstance:
+        port = free_port()
+        metrics_dir = tmp_path / f"metrics-{port}"
+        metrics_dir.mkdir()
+        full_env = {
+            **os.environ,
+            "REDIS_SHARDS": redis_shards,
+            "MYSQL_DSN": cluster.mysql_dsn,
+            "ADMIN_TOKEN": cluster.admin_token,
+            "ENVIRONMENT": "test",
+            "WEB_CONCURRENCY": "1",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            **env,
+        }
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        log = tmp_path / f"counter-{port}.log"
+        # The child keeps its own copy of the descriptor.
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    gunicorn,
+                    "-c",
+                    "python:services.common.gunicorn_conf",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "services.counter.app:app",
+                ],
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        instance = CounterInstance(f"http://127.0.0.1:{port}", proc)
+        started.append(instance)
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{instance.url}/healthz").status_code == 200:
+                    return instance
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the counter instance did not start: see {log}")
+            time.sleep(0.1)
+
+    yield start
+    for instance in started:
+        instance.stop()
+
+
+async def wait_until(probe: Callable[[], object], expected: object, timeout_s: float) -> object:
+    """Poll probe() (blocking, run in a thread) until it returns expected or the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await asyncio.to_thread(probe)
+        if value == expected or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.25)

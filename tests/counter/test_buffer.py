@@ -4,6 +4,7 @@ processed before or after its confirmation; replies may be lost; batches are ret
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from services.counter.buffer import Batch, CachedCount, ShardBuffer
 
 PAGES = ["a", "b", "c"]
+DAY = dt.date(2024, 2, 29)
 
 
 @dataclass
@@ -50,7 +52,7 @@ class World:
         self.now += 1
         buffer = self.buffer
         if op == "add":
-            buffer.add(page, self.now)
+            buffer.add(page, DAY, self.now)
             self.truth[page] += 1
         elif op == "send" and self.in_flight is None:
             self.in_flight = buffer.next_batch(max_keys=2)
@@ -104,9 +106,9 @@ def test_every_read_is_exact_and_never_goes_down(ops: list[tuple[str, str]]) -> 
 
 def test_a_retried_batch_keeps_its_sequence_and_content() -> None:
     buffer = ShardBuffer(retention_s=10)
-    buffer.add("a", 0)
+    buffer.add("a", DAY, 0)
     first = buffer.next_batch(100)
-    buffer.add("a", 1)
+    buffer.add("a", DAY, 1)
     again = buffer.next_batch(100)
     assert first is again
     assert again is not None
@@ -121,7 +123,7 @@ def test_a_retried_batch_keeps_its_sequence_and_content() -> None:
 def test_batches_are_cut_to_the_key_limit_in_arrival_order() -> None:
     buffer = ShardBuffer(retention_s=10)
     for page in "abcde":
-        buffer.add(page, 0)
+        buffer.add(page, DAY, 0)
     cache: LRUCache[str, CachedCount] = LRUCache(maxsize=1)
     cuts = []
     while (batch := buffer.next_batch(2)) is not None:
@@ -134,7 +136,7 @@ def test_batches_are_cut_to_the_key_limit_in_arrival_order() -> None:
 
 def test_confirmed_batches_are_pruned_after_the_retention() -> None:
     buffer = ShardBuffer(retention_s=5)
-    buffer.add("a", 0)
+    buffer.add("a", DAY, 0)
     batch = buffer.next_batch(10)
     assert batch is not None
     buffer.confirm(batch, 10, LRUCache(maxsize=1))
@@ -142,3 +144,20 @@ def test_confirmed_batches_are_pruned_after_the_retention() -> None:
     assert list(buffer.batches) == [batch]
     buffer.prune(16)
     assert not buffer.batches
+
+
+def test_a_batch_carries_the_ledger_rows_by_day_and_their_sum_per_page() -> None:
+    buffer = ShardBuffer(retention_s=10)
+    next_day = DAY + dt.timedelta(days=1)
+    buffer.add("a", DAY, 0)
+    buffer.add("a", next_day, 0, count=2)
+    buffer.add("b", next_day, 0)
+    assert buffer.not_in_shard("a", 0) == 3
+    batch = buffer.next_batch(2)
+    assert batch is not None
+    assert batch.rows == {("a", DAY): 1, ("a", next_day): 2}
+    assert batch.deltas == {"a": 3}
+    # Cut by ledger rows; the per-page sums that reads use follow the cut.
+    assert buffer.pending_pages == {"b": 1}
+    assert buffer.not_in_shard("a", 0) == 3  # unconfirmed batch
+    assert buffer.not_in_shard("b", 0) == 1
