@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
@@ -18,6 +20,16 @@ from services.recommender.recommending import MYSQL_ERRORS
 router = APIRouter()
 UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a positive integer")]
 CATEGORY = r"^[A-Za-z0-9][A-Za-z0-9 &._-]{0,63}$"
+# The client's name for one event (draft-ietf-httpapi-idempotency-key-header): visible ASCII,
+# compared exactly, scoped to the user.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[\x21-\x7e]{1,255}$",
+        description="a retry with the same key is recorded once",
+    ),
+]
 
 
 class EventIn(BaseModel):
@@ -73,25 +85,55 @@ async def batch_recommend(
     return OrjsonResponse({"successful": len(ids) - failed, "failed": failed, "results": results})
 
 
-@router.post("/users/{user_id}/events", status_code=202)
-async def record_event(user_id: UserId, event: EventIn, request: Request) -> Response:
-    pool = request.app.state.kit.need_mysql()
-    text = event.query if event.type == "search" else event.product_name
-    try:
-        await store.record(
-            pool,
-            user_id,
-            event.type,
-            event.category,
-            dt.datetime.now(dt.UTC),
-            text=text,
-            success=event.success,
-            amount=event.amount,
+def _as_recorded(user_id: int, event: EventIn) -> store.NewEvent:
+    if event.type == "search":
+        return store.NewEvent(
+            user_id, "search", event.category, dt.datetime.now(dt.UTC), event.query, event.success
         )
+    return store.NewEvent(
+        user_id,
+        "purchase",
+        event.category,
+        dt.datetime.now(dt.UTC),
+        event.product_name,
+        amount=event.amount.quantize(Decimal("0.01")),
+    )
+
+
+def _fingerprint(event: store.NewEvent) -> str:
+    """What a retry must repeat: the event as it is stored, time aside (fields that do not apply
+    to its type are ignored, like the insert ignores them)."""
+    stored: tuple[object, ...] = (event.kind, event.category, event.text)
+    stored += (event.success,) if event.kind == "search" else (str(event.amount),)
+    return hashlib.sha256(orjson.dumps(stored)).hexdigest()
+
+
+@router.post("/users/{user_id}/events", status_code=202)
+async def record_event(
+    user_id: UserId,
+    event: EventIn,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    pool = request.app.state.kit.need_mysql()
+    new = _as_recorded(user_id, event)
+    try:
+        recorded = await store.record(pool, new, key=idempotency_key, fingerprint=_fingerprint(new))
     except MYSQL_ERRORS as exc:
-        raise DependencyUnavailable("the event could not be recorded; try again") from exc
-    await _cache(request).invalidate(user_id)
-    return OrjsonResponse({"status": "accepted", "user_id": user_id}, status_code=202)
+        # Maybe recorded (the reply may be what was lost): a retry with the same key is safe.
+        raise DependencyUnavailable(
+            "the event may not have been recorded; retry it with the same Idempotency-Key"
+        ) from exc
+    if recorded == "key_reused":
+        raise Unprocessable("this Idempotency-Key was already used for another event of this user")
+    # Recorded: acknowledged whatever Redis does. An invalidation that cannot land now is
+    # delivered later by this worker; a replay invalidates again, in case the first one's
+    # worker died before delivering it.
+    await _cache(request).invalidate_or_defer(user_id)
+    headers = {"Idempotent-Replayed": "true"} if recorded == "replayed" else None
+    return OrjsonResponse(
+        {"status": "accepted", "user_id": user_id}, status_code=202, headers=headers
+    )
 
 
 @router.post("/invalidate-cache/{user_id}", dependencies=[Depends(require_admin)])

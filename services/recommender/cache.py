@@ -16,6 +16,11 @@ the L2 entry and publishes the user id on `recommender:invalidate`; every worker
 drops its L1 entry on receipt (milliseconds). A load that started before an invalidation must not
 put its stale answer back: L2 writes are conditional on the version read before the load (a Lua
 compare-and-set), and a worker does not keep in L1 what it loaded across an invalidation it saw.
+An invalidation that cannot reach Redis (a shard down or stalled) is kept by the worker and
+delivered again until it lands (`deliver_deferred`): a recorded event never waits for Redis.
+
+Every wait is bounded: each Redis command by the shards' REDIS_TIMEOUT_S, and a request's wait for
+MySQL (its own query, or another worker's load it polls for) by `load_timeout_s` in all.
 """
 
 from __future__ import annotations
@@ -31,21 +36,34 @@ from typing import Any, Literal
 
 import orjson
 from cachetools import TTLCache
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.common.problems import DependencyUnavailable
 from services.common.redis_shards import RedisShards
+from services.recommender.store import QUERY_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 INVALIDATE_CHANNEL = "recommender:invalidate"
 Source = Literal["HIT-L1", "HIT-L2", "MISS", "STALE"]
 Body = dict[str, Any]
-Loader = Callable[[Sequence[int]], Awaitable[dict[int, Body]]]
+# (user ids, seconds it may take) -> answers; raises DependencyUnavailable when MySQL fails.
+Loader = Callable[[Sequence[int], float], Awaitable[dict[int, Body]]]
+REDIS_ERRORS = (RedisError, OSError)
+# Invalidations a worker keeps for redelivery while Redis is unreachable; beyond this the oldest
+# is given up (its L2 entry then ages out within RECOMMENDER_L2_TTL_S), so memory stays bounded.
+DEFERRED_MAX = 100_000
+# How often deferred invalidations are tried again.
+REDELIVERY_INTERVAL_S = 0.5
 
 LOOKUPS = Counter("recommender_cache_lookups", "Answers by where they came from", ["result"])
 INVALIDATIONS = Counter("recommender_invalidations", "Invalidation messages applied")
+DEFERRED = Gauge(
+    "recommender_invalidations_deferred",
+    "Invalidations waiting for Redis to be delivered again",
+    multiprocess_mode="livesum",
+)
 
 # KEYS: entry, version, lock. ARGV: lock ms, the oldest `at` still fresh. One round trip: the
 # entry if fresh, else the lock taken (or not) together with what L2 held at that instant.
@@ -119,6 +137,7 @@ class RecommendationCache:
         l2_ttl_s: float,
         l2_keep_s: int,
         lock_s: float,
+        load_timeout_s: float = QUERY_TIMEOUT_S,
     ) -> None:
         self.shards = shards
         self.loader = loader
@@ -126,6 +145,9 @@ class RecommendationCache:
         self.l2_ttl_s = l2_ttl_s
         self.l2_keep_s = l2_keep_s
         self.lock_s = lock_s
+        self.load_timeout_s = load_timeout_s
+        # user -> None, in the order deferred (a dict is an ordered set)
+        self._deferred: dict[int, None] = {}
         self._flights: dict[int, asyncio.Future[tuple[Body, Source]]] = {}
         # user -> monotonic time of the last invalidation this worker saw
         self._invalidated: TTLCache[int, float] = TTLCache(maxsize=100_000, ttl=60)
@@ -161,6 +183,8 @@ class RecommendationCache:
 
     async def _get_uncached(self, user_id: int) -> tuple[Body, Source]:
         started = time.monotonic()
+        # One MySQL budget per request, whether spent waiting for another loader or loading.
+        mysql_by = started + self.load_timeout_s
         redis = self._redis(user_id)
         try:
             raw, version, locked = await redis.eval(
@@ -171,7 +195,7 @@ class RecommendationCache:
                 time.time() - self.l2_ttl_s,
             )
             entry = _entry(raw, version)
-        except (RedisError, OSError) as exc:
+        except REDIS_ERRORS as exc:
             log.warning("L2 unavailable, loading without it", extra={"error": repr(exc)})
             entry, locked = L2Entry(None, 0.0, "unknown"), 0
         fresh_enough = time.time() - entry.computed_at < self.l2_ttl_s
@@ -180,7 +204,7 @@ class RecommendationCache:
             return entry.body, "HIT-L2"
         if not locked and entry.version != "unknown":
             # Another worker is loading this user: its result lands in L2 shortly.
-            deadline = time.monotonic() + self.lock_s
+            deadline = min(time.monotonic() + self.lock_s, mysql_by)
             while time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
                 fresh, still_loading = await self._poll(user_id)
@@ -191,7 +215,13 @@ class RecommendationCache:
                     break  # the loader gave up (MySQL down?): no point waiting longer
         try:
             body, source = (
-                await self._load([user_id], {user_id: entry}, started, unlock=bool(locked))
+                await self._load(
+                    [user_id],
+                    {user_id: entry},
+                    started,
+                    timeout_s=mysql_by - time.monotonic(),
+                    unlock=bool(locked),
+                )
             )[user_id]
         except BaseException:
             if locked:
@@ -220,7 +250,9 @@ class RecommendationCache:
             else:
                 missing[user_id] = entry
         if missing:
-            answers.update(await self._load(list(missing), missing, started))
+            answers.update(
+                await self._load(list(missing), missing, started, timeout_s=self.load_timeout_s)
+            )
         for body, source in answers.values():
             LOOKUPS.labels(source if body is not None else "ERROR").inc()
         return answers
@@ -231,10 +263,13 @@ class RecommendationCache:
         seen: dict[int, L2Entry],
         started: float,
         *,
+        timeout_s: float,
         unlock: bool = False,
     ) -> dict[int, tuple[Body | None, Source]]:
         try:
-            bodies = await self.loader(user_ids)
+            if timeout_s <= 0:
+                raise DependencyUnavailable("the MySQL budget went on waiting for another loader")
+            bodies = await self.loader(user_ids, timeout_s)
         except DependencyUnavailable:
             if unlock:
                 await self._unlock(user_ids)
@@ -264,7 +299,7 @@ class RecommendationCache:
                 pipe.get(version_key)
                 pipe.exists(lock)
                 raw, version, held = await pipe.execute()
-        except (RedisError, OSError):
+        except REDIS_ERRORS:
             return L2Entry(None, 0.0, "unknown"), False
         return _entry(raw, version), bool(held)
 
@@ -277,7 +312,7 @@ class RecommendationCache:
             keys = [k for u in users for k in _keys(u)[:2]]
             try:
                 values = await self.shards.clients[shard].mget(keys)
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("L2 read failed", extra={"shard": shard, "error": repr(exc)})
                 return {u: L2Entry(None, 0.0, "unknown") for u in users}
             return {
@@ -324,27 +359,89 @@ class RecommendationCache:
 
     async def _unlock(self, user_ids: Sequence[int]) -> None:
         for user_id in user_ids:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(*REDIS_ERRORS):
                 await self._redis(user_id).delete(_keys(user_id)[2])
 
     # --- invalidation -------------------------------------------------------------------
 
     async def invalidate(self, user_id: int) -> None:
-        """Everywhere: L2 now, every worker's L1 through the published message."""
-        entry_key, version_key, _ = _keys(user_id)
+        """Everywhere: L2 now, every worker's L1 through the published message. Raises
+        DependencyUnavailable when Redis cannot be reached (nothing is kept for later)."""
         self.drop_local(user_id)
         try:
-            await self._redis(user_id).eval(_INVALIDATE, 2, entry_key, version_key, self.l2_keep_s)
-            owner = self.shards.owner(INVALIDATE_CHANNEL)[1]
-            await owner.publish(INVALIDATE_CHANNEL, str(user_id))
-        except (RedisError, OSError) as exc:
+            await self._invalidate_in_redis(user_id)
+        except REDIS_ERRORS as exc:
             raise DependencyUnavailable("the cache could not be invalidated") from exc
+
+    async def invalidate_or_defer(self, user_id: int) -> bool:
+        """Invalidate now if Redis answers, else keep it for `deliver_deferred`; never raises
+        for Redis. Returns whether it was delivered now."""
+        self.drop_local(user_id)
+        try:
+            await self._invalidate_in_redis(user_id)
+        except REDIS_ERRORS as exc:
+            log.warning(
+                "invalidation deferred: Redis unreachable",
+                extra={"user_id": user_id, "error": repr(exc)},
+            )
+            self._defer(user_id)
+            return False
+        return True
+
+    async def _invalidate_in_redis(self, user_id: int) -> None:
+        # The entry goes before the message: a worker that drops its L1 on the message and reads
+        # L2 at once must not find the old entry there.
+        entry_key, version_key, _ = _keys(user_id)
+        await self._redis(user_id).eval(_INVALIDATE, 2, entry_key, version_key, self.l2_keep_s)
+        owner = self.shards.owner(INVALIDATE_CHANNEL)[1]
+        await owner.publish(INVALIDATE_CHANNEL, str(user_id))
+
+    def _defer(self, user_id: int) -> None:
+        self._deferred.pop(user_id, None)
+        self._deferred[user_id] = None
+        while len(self._deferred) > DEFERRED_MAX:
+            given_up = next(iter(self._deferred))
+            del self._deferred[given_up]
+            log.error("deferred invalidation given up", extra={"user_id": given_up})
+        DEFERRED.set(len(self._deferred))
+
+    async def deliver_deferred(self) -> None:
+        """One pass over the deferred invalidations. A shard that fails once is not tried again
+        in this pass (it is down or stalled: each try would cost its timeout), and a failed
+        publish ends the pass (the channel's shard is the same for every user)."""
+        failed_shards: set[str] = set()
+        for user_id in list(self._deferred):
+            shard = self.shards.ring.shard_for(str(user_id))
+            if shard in failed_shards:
+                continue
+            try:
+                await self._invalidate_in_redis(user_id)
+            except REDIS_ERRORS:
+                failed_shards.add(shard)
+                if self.shards.ring.shard_for(INVALIDATE_CHANNEL) == shard:
+                    break
+                continue
+            self._deferred.pop(user_id, None)
+            # Again here: a load in this worker may have kept the old answer meanwhile.
+            self.drop_local(user_id)
+        DEFERRED.set(len(self._deferred))
+
+    async def _keep_delivering(self) -> None:
+        while True:
+            await asyncio.sleep(REDELIVERY_INTERVAL_S)
+            if self._deferred:
+                await self.deliver_deferred()
 
     def drop_local(self, user_id: int) -> None:
         self._invalidated[user_id] = time.monotonic()
         self.l1.pop(user_id, None)
 
     async def follow(self) -> None:
+        """Keep this worker coherent with the cluster for the life of the app: apply every
+        published invalidation to its L1, and deliver the invalidations it had to defer."""
+        await asyncio.gather(self._follow_feed(), self._keep_delivering())
+
+    async def _follow_feed(self) -> None:
         """Apply every published invalidation to this worker's L1, reconnecting as needed."""
         redis = self.shards.owner(INVALIDATE_CHANNEL)[1]
         while True:
@@ -358,6 +455,6 @@ class RecommendationCache:
                             with contextlib.suppress(ValueError):
                                 self.drop_local(int(message["data"]))
                                 INVALIDATIONS.inc()
-            except (RedisError, OSError) as exc:
+            except REDIS_ERRORS as exc:
                 log.warning("invalidation feed interrupted, retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(0.5)

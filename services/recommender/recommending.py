@@ -15,8 +15,6 @@ from services.recommender.scoring import ScoringRules, popularity_of, recommend
 
 log = logging.getLogger(__name__)
 MYSQL_ERRORS = (aiomysql.Error, OSError, TimeoutError)
-# A query that takes longer than this is treated as MySQL being unavailable.
-QUERY_TIMEOUT_S = 2.0
 
 
 class Recommender:
@@ -29,11 +27,15 @@ class Recommender:
         # MySQL holds naive UTC times.
         return (now - dt.timedelta(days=self.rules.window_days)).replace(tzinfo=None)
 
-    async def load(self, user_ids: Sequence[int]) -> dict[int, dict[str, object]]:
+    async def load(
+        self, user_ids: Sequence[int], timeout_s: float = store.QUERY_TIMEOUT_S
+    ) -> dict[int, dict[str, object]]:
+        """The users' answers, from one query that ends by `timeout_s`."""
         now = dt.datetime.now(dt.UTC)
         try:
-            async with asyncio.timeout(QUERY_TIMEOUT_S):
-                events = await store.events_of(self.pool, user_ids, self._window_start(now))
+            events = await store.events_of(
+                self.pool, user_ids, self._window_start(now), timeout_s=timeout_s
+            )
         except MYSQL_ERRORS as exc:
             raise DependencyUnavailable("MySQL is not answering") from exc
         return {
@@ -43,8 +45,7 @@ class Recommender:
 
     async def refresh_popularity(self) -> None:
         now = dt.datetime.now(dt.UTC)
-        async with asyncio.timeout(10):
-            counts = await store.popularity_counts(self.pool, self._window_start(now))
+        counts = await store.popularity_counts(self.pool, self._window_start(now))
         self.popularity = popularity_of(counts)
 
     async def keep_popularity_fresh(self, every_s: float) -> None:
