@@ -21,6 +21,7 @@ async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
     assert isinstance(settings, CounterSettings)
     counter = VisitCounter(settings, kit.need_redis(), kit.mysql)
     app.state.counter = counter
+    kit.facts.update(ack=settings.ACK, flush_interval_s=settings.FLUSH_INTERVAL_S)
     counter.start()
     try:
         yield
