@@ -109,18 +109,12 @@ async def test_shard_killed_during_load_then_back_is_exact(
     await asyncio.sleep(1.5)
     async with httpx.AsyncClient() as client:
         during = (await client.get(f"{cluster.gateway}/visits/{page}")).json()
-        ready = await client.get(f"{cluster.instance_url('counter_2')}/readyz")
     await asyncio.to_thread(cluster.ctl, "start", shard)
     await asyncio.sleep(1.0)
     result = await load.finish()
 
     assert during["served_via"] == "in_memory"
     assert during["degraded"] is True
-    assert ready.status_code == 503
-    assert ready.json()["detail"] == f"not ready: redis:{shard}"
     assert set(result.statuses) == {200}, result
     assert result.ok > 1000
     assert await _settled(cluster, shard, page, result.ok) == result.ok, _problems_logged(cluster)
-    async with httpx.AsyncClient() as client:
-        for name in ("counter_1", "counter_2"):
-            assert (await client.get(f"{cluster.instance_url(name)}/readyz")).status_code == 200
