@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -12,6 +11,7 @@ from services.aggregator.compose import Peers, compose
 from services.aggregator.upstream import Outcome, Upstream
 from services.common.logs import request_id_var
 from services.common.problems import Unprocessable, problem
+from services.common.requestctx import arrived_at
 from services.common.responses import OrjsonResponse
 from services.counter.pages import PAGE_ID_PATTERN
 
@@ -24,10 +24,12 @@ OptionalTimeout = Annotated[int | None, Query(gt=0, alias="timeout")]
 
 
 def _deadline(request: Request, timeout_ms: int) -> float:
+    """The caller's deadline on the loop's clock, counted from the request's arrival in this
+    process: time spent before the handler (the in-flight cap's Redis call) is the caller's too."""
     limit: int = request.app.state.settings.MAX_TIMEOUT_MS
     if timeout_ms > limit:
         raise Unprocessable(f"timeout must be at most {limit} ms")
-    return asyncio.get_running_loop().time() + timeout_ms / 1000
+    return arrived_at(request.state) + timeout_ms / 1000
 
 
 def _work(request: Request) -> Callable[[], Awaitable[Outcome]]:
