@@ -203,7 +203,13 @@ class VisitCounter:
             await asyncio.sleep(
                 retry_delay(failures, interval, retry_max) if failures else interval
             )
-            ok = await self.feed_ledger(shard)
+            try:
+                ok = await self.feed_ledger(shard)
+            except Exception:
+                # An entry this code cannot read must not end the loop (and the shard's ledger
+                # with it) silently: logged, and retried like any failure.
+                log.exception("ledger feeder failed", extra={"shard": shard})
+                ok = False
             failures = 0 if ok else failures + 1
             now = time.monotonic()
             state = feeder.state

@@ -7,12 +7,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from services.common.ring import ShardRing
 from services.counter.rebalance import DONE_PREFIX, TRANSIT_PREFIX
+from services.counter.store import LEDGER_BYTES, LEDGER_STREAM
 from tests.support.processes import redis_server
 
 PAGES = [f"page-{i}" for i in range(3000)]
@@ -128,3 +130,27 @@ def test_bad_shard_lists_are_refused() -> None:
     )
     assert result.returncode != 0
     assert "bad shard list" in result.stderr
+
+
+def test_a_removed_shards_ledger_entries_move_to_a_remaining_shard(
+    three_shards: dict[str, str],
+) -> None:
+    clients = {n: redis.Redis.from_url(u) for n, u in three_shards.items()}
+    leaving = clients["c"]
+    for i in range(5):
+        rows = f'[["page-{i}","2024-02-29",{i + 1}]]'
+        leaving.xadd(LEDGER_STREAM, {"id": f"batch{i:027d}", "rows": rows})
+        leaving.incrby(LEDGER_BYTES, len(rows))
+    output = _rebalance(three_shards, "abc", "ab")
+    assert "moved 5 ledger entries" in output
+    assert leaving.xlen(LEDGER_STREAM) == 0
+    assert int(leaving.get(LEDGER_BYTES) or 0) == 0
+    # redis-py's stubs type stream replies as unions of every protocol's shape.
+    found: list[Any] = [entry for n in "ab" for entry in clients[n].xrange(LEDGER_STREAM) or []]
+    moved = [(fields[b"id"], fields[b"rows"]) for _, fields in found]
+    assert sorted(batch for batch, _ in moved) == [f"batch{i:027d}".encode() for i in range(5)]
+    assert sum(int(clients[n].get(LEDGER_BYTES) or 0) for n in "ab") == sum(
+        len(rows) for _, rows in moved
+    )
+    for client in clients.values():
+        client.close()
