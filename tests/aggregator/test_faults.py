@@ -20,8 +20,8 @@ from tests.support.cluster import RunningCluster
 
 TIMEOUT_MS = 1000
 # What the answer may take beyond the caller's timeout on this shared, noisy 2-core machine
-# (measured: docs/aggregator.md).
-MARGIN_S = 0.25
+# with 20 requests at once (measured up to 343 ms at a load average of 15: docs/aggregator.md).
+MARGIN_S = 0.5
 REPEATS = 4  # per endpoint, concurrently: both aggregators, both instances of each peer
 
 ENDPOINTS = ("all", "first", "within-timeout", "smart", "page")
