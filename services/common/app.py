@@ -48,6 +48,9 @@ class Kit:
     # What every instance shares (shards, MySQL, peers): `/status` and `quartet_dependency_up`,
     # never readiness (health.py says why).
     dependencies: dict[str, Check] = field(default_factory=dict)
+    # How this instance runs, for `/status` (the counter's ack mode, ...): settings a person or a
+    # tool (`make chaos`) needs to interpret what the instance answers. Never a secret.
+    facts: dict[str, object] = field(default_factory=dict)
 
     def need_redis(self) -> RedisShards:
         if self.redis is None:
@@ -191,6 +194,7 @@ def create_app(
     app.state.settings = settings
     app.state.readiness_checks = kit.readiness
     app.state.dependency_checks = kit.dependencies
+    app.state.facts = kit.facts
     app.state.draining = False
     app.state.ready_timeout_s = settings.READY_TIMEOUT_S
     install_handlers(app)

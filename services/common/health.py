@@ -9,8 +9,9 @@
            pages on the other shards could still be served.
 /status    the dependencies (every Redis shard, MySQL): each pinged within
            READY_TIMEOUT_S, "up" or why not, with the time the answer took. Always 200: it is a
-           report for people and tools, not a probe. The same state is exported continuously
-           as `quartet_dependency_up{dependency=...}` (1 up, 0 down) for alerts.
+           report for people and tools, not a probe, and it carries the service's facts (how it
+           runs: the counter's ack mode, ...). The same state is exported continuously as
+           `quartet_dependency_up{dependency=...}` (1 up, 0 down) for alerts.
 /ping      the stack's trivial endpoint: no I/O, but unlike the probes it goes through every
            middleware (request id, access log, metrics), so benchmarks compare real endpoints
            with it. The gateway serves it on its internal listener only, like the three above.
@@ -129,6 +130,8 @@ def health_router() -> APIRouter:
         return OrjsonResponse(
             {
                 "status": "degraded" if down else "ok",
+                "service": state.kit.service,
+                "facts": state.facts,
                 "down": down,
                 "dependencies": {name: r.as_json() for name, r in results.items()},
             }

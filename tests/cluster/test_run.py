@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,28 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from cluster.topology import ClusterSettings, Topology
-from tests.support.cluster import PORT_OFFSET, cluster_env
+from tests.support.cluster import cluster_env, free_offset, listening
 
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _free_offset() -> int:
-    """An offset whose every port is free: clear of this session's test cluster and of another
-    checkout's, and below the kernel's ephemeral ports (32768 on), which any connection may hold."""
-    for offset in (20_000, 12_000, 22_000, 14_000, 24_000):
-        topo = Topology(ClusterSettings(STATE_DIR=Path("/nonexistent"), PORT_OFFSET=offset))
-        if offset != PORT_OFFSET and not any(
-            map(_listening, topo.listen_ports(private_mysql=True))
-        ):
-            return offset
-    raise AssertionError("no free port offset for a second cluster")
-
-
-OFFSET = _free_offset()
+OFFSET = free_offset()
 GATEWAY = f"http://127.0.0.1:{8080 + OFFSET}"
 
 
@@ -77,7 +57,7 @@ def test_ctrl_c_stops_everything_after_flushing(tmp_path: Path) -> None:
     output = log.read_text(errors="replace")
     assert "counter flushed at shutdown" in output
     ports = [8080, 8081, 8110, 7070, 7071, 3307]
-    assert not [p + OFFSET for p in ports if _listening(p + OFFSET)]
+    assert not [p + OFFSET for p in ports if listening(p + OFFSET)]
 
     # The next start reuses the state: the seven visits are there.
     subprocess.run(

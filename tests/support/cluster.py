@@ -4,6 +4,7 @@ temporary state directory, so it never meets a developer's own `make run`."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -84,6 +85,22 @@ class RunningCluster:
                 pass
             time.sleep(0.2)
         raise AssertionError(f"{name} not ready after {timeout_s}s")
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def free_offset() -> int:
+    """An offset for a second, short-lived cluster whose every port is free: clear of this
+    session's test cluster and of another checkout's, and below the kernel's ephemeral ports
+    (32768 on), which any connection may hold."""
+    for offset in (20_000, 12_000, 22_000, 14_000, 24_000):
+        topo = Topology(ClusterSettings(STATE_DIR=Path("/nonexistent"), PORT_OFFSET=offset))
+        if offset != PORT_OFFSET and not any(map(listening, topo.listen_ports(private_mysql=True))):
+            return offset
+    raise AssertionError("no free port offset for a second cluster")
 
 
 def cluster_env(state_dir: Path, port_offset: int, **settings: str) -> dict[str, str]:
