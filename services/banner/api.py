@@ -16,7 +16,7 @@ from services.banner.images import ImageStore
 from services.banner.rules import BannerSet, quarter_of
 from services.banner.visitors import COOKIE, MAX_AGE_S, Visitor, VisitorCookies
 from services.common.auth import require_admin
-from services.common.problems import BadInput, NotFound
+from services.common.problems import BadInput, NotFound, ServiceError, problem
 from services.common.responses import OrjsonResponse
 
 router = APIRouter()
@@ -174,5 +174,11 @@ async def claim_gift_code(campaign_id: CampaignId, request: Request) -> Response
         raise NotFound(f"no campaign {campaign_id}")
     visitor = _cookies(request).read(request.cookies.get(COOKIE))
     codes: GiftCodes = request.app.state.gift_codes
-    code = await codes.claim(campaign_id, visitor.id)
+    try:
+        code = await codes.claim(campaign_id, visitor.id)
+    except ServiceError as exc:
+        # A 503 may hide a claim MySQL recorded: the retry must come from the same visitor to get
+        # that code back, so a new visitor's cookie goes out with the problem too.
+        failed = problem(exc.status, exc.detail, headers=exc.headers)
+        return _remember(request, failed, visitor)
     return _remember(request, OrjsonResponse({"campaign_id": campaign_id, "code": code}), visitor)

@@ -28,6 +28,9 @@ GENERATION = Gauge(
     "Generation of the banner sets this worker serves",
     multiprocess_mode="livemin",
 )
+# A reload in the background that MySQL does not answer (stalled) is given up and tried again at
+# the next check, rather than holding the loop, and a pooled connection, for good.
+RELOAD_TIMEOUT_S = 10.0
 
 
 class Catalog:
@@ -72,7 +75,8 @@ class Catalog:
             while True:
                 await asyncio.sleep(self.check_interval_s)
                 with contextlib.suppress(aiomysql.Error, OSError, TimeoutError):
-                    await self.reload()
+                    async with asyncio.timeout(RELOAD_TIMEOUT_S):
+                        await self.reload()
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -84,10 +88,12 @@ class Catalog:
                 async with redis.pubsub() as pubsub:
                     await pubsub.subscribe(SETS_CHANNEL)
                     # Subscribed: reload once, in case an ingest finished while we were away.
-                    await self.reload()
+                    async with asyncio.timeout(RELOAD_TIMEOUT_S):
+                        await self.reload()
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            await self.reload()
-            except (RedisError, OSError, aiomysql.Error) as exc:
+                            async with asyncio.timeout(RELOAD_TIMEOUT_S):
+                                await self.reload()
+            except (RedisError, OSError, aiomysql.Error, TimeoutError) as exc:
                 log.warning("set updates interrupted, retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(1)

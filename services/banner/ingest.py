@@ -10,7 +10,9 @@ are skipped and counted; impressions are counts, so a repeated row is one more i
 Malformed rows are reported with file and line and left out; the rest of the file loads.
 
 After loading, the sets of every quarter are recomputed by the rules (rules.py) in one
-transaction with a new generation number, which is published on Redis (`banner:sets`): running
+transaction with a new generation number and the count of files they reflect; a rerun that loads
+nothing new recomputes too when that count is behind (an ingest stopped between committing its
+files and its sets). The generation is published on Redis (`banner:sets`): running
 instances reload without a restart, and those that missed the message see the generation change
 on their periodic check.
 """
@@ -235,6 +237,10 @@ def recompute(conn: pymysql.Connection) -> int:
     conn.begin()
     try:
         with conn.cursor() as cur:
+            # The first read fixes the transaction's snapshot: the files counted here are exactly
+            # those whose rows the sets are computed from.
+            cur.execute("SELECT COUNT(*) FROM banner_files")
+            (files,) = cur.fetchone()
             rows = [row for quarter in QUARTERS for row in _quarter_sets(cur, quarter)]
             cur.execute("DELETE FROM banner_sets")
             for chunk in _chunks(rows):
@@ -244,8 +250,10 @@ def recompute(conn: pymysql.Connection) -> int:
                     chunk,
                 )
             cur.execute(
-                "INSERT INTO banner_generation (id, generation, computed_at) VALUES (1, 1, NOW(6))"
-                " ON DUPLICATE KEY UPDATE generation = generation + 1, computed_at = NOW(6)"
+                "INSERT INTO banner_generation (id, generation, computed_at, files_included)"
+                " VALUES (1, 1, NOW(6), %s) ON DUPLICATE KEY UPDATE generation = generation + 1,"
+                " computed_at = NOW(6), files_included = VALUES(files_included)",
+                (files,),
             )
             cur.execute("SELECT generation FROM banner_generation WHERE id = 1")
             (generation,) = cur.fetchone()
@@ -254,6 +262,21 @@ def recompute(conn: pymysql.Connection) -> int:
         conn.rollback()
         raise
     return int(generation)
+
+
+def files_not_in_sets(conn: pymysql.Connection) -> int:
+    """How many recorded files the served sets do not reflect: not 0 after an ingest that
+    stopped between committing files and committing the sets (its rerun loads nothing new)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM banner_files")
+        (files,) = cur.fetchone()
+        cur.execute("SELECT files_included FROM banner_generation WHERE id = 1")
+        row = cur.fetchone()
+    if row is None:
+        return int(files)
+    if row[0] is None:
+        return max(1, int(files))  # sets computed before the count was recorded: recompute once
+    return abs(int(files) - int(row[0]))
 
 
 def publish(shards: dict[str, str], generation: int) -> bool:
@@ -305,7 +328,10 @@ def ingest(directory: Path, dsn: str, shards: dict[str, str], say: Callable[[str
                     say(f"  {report.name}:{line}: {reason}")
                 if len(report.malformed) > SHOWN_MALFORMED:
                     say(f"  ... and {len(report.malformed) - SHOWN_MALFORMED} more malformed rows")
-        if loaded:
+        behind = 0 if loaded else files_not_in_sets(conn)
+        if behind:
+            say(f"nothing new, but the sets predate {behind} recorded file(s): recomputing")
+        if loaded or behind:
             generation = recompute(conn)
             with conn.cursor() as cur:
                 cur.execute("SELECT COUNT(*) FROM banner_sets")

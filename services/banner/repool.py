@@ -1,33 +1,31 @@
-"""Put every unclaimed gift code back in its campaign's pool, on the shard that owns it now.
+"""Tidy the gift-code keys on the Redis shards after REDIS_SHARDS changed.
 
     python -m services.banner.repool --to "$NEW_REDIS_SHARDS" [--from "$OLD_REDIS_SHARDS"]
                                                                  (MYSQL_DSN from the environment)
 
-Run it after REDIS_SHARDS changed (with the counter's rebalance), or after a shard came back
-empty. MySQL is the record of every code; a pool in Redis is only the list claims pop from, kept
-on the shard that owns `giftcodes:<campaign>`. When a campaign's owner changes, its pool stays
-behind on the old shard and the new owner has none: claims would answer 410 with codes unclaimed.
-
-For every campaign with unclaimed codes, the codes MySQL holds unclaimed and the owner's pool
-lacks are appended to that pool; then, on every shard named in either list, the pools and claim
-maps of campaigns the shard no longer owns are deleted (SCAN, never KEYS). Appending before
-deleting means a code is never missing from every pool; a code that ends up in a pool twice, or
-is claimed while this runs, is harmless: a claim records the code in MySQL only if it is still
-unclaimed there and otherwise pops the next one, and a visitor's own code is found in MySQL when
-the claim map moved away. Running it again finds nothing to do.
+MySQL alone decides who holds a gift code (giftcodes.py), so a reshard cannot strand a code: a
+claim never needs anything from Redis. What a shard may hold is the cache of confirmed bindings
+(`giftcodes:<campaign>:holders`), which stays correct wherever it is, and, from before claims were
+decided in MySQL, a pool (`:pool`) and a claim map (`:claims`) that must never be trusted again
+(the claim map could name codes MySQL never recorded). On every shard named in either list it
+records in MySQL the legacy claim maps' bindings MySQL lacks (_adopt), deletes the legacy keys,
+and deletes the caches of campaigns the shard no longer owns (SCAN, never KEYS). It never puts a
+code anywhere a claim could take it from; running it again finds nothing to do. The Kubernetes
+rebalance Job runs it after the counter's rebalance, and the name stays so that Job keeps working.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections import defaultdict
 from dataclasses import dataclass
 
+import pymysql
 from redis import Redis
 
-from services.banner.giftcodes import owner_key, pool_keys, text
+from services.banner.giftcodes import holders_key, owner_key, text
 from services.common.mysql import connect_blocking
 from services.common.ring import ShardRing
 from services.common.settings import parse_shards
@@ -37,44 +35,58 @@ CHUNK = 1000
 
 @dataclass
 class Report:
-    campaigns: int = 0
-    codes_added: int = 0
-    keys_dropped: int = 0
+    bound: int = 0
+    legacy_dropped: int = 0
+    caches_dropped: int = 0
 
 
-def unclaimed_codes(dsn: str) -> dict[int, list[str]]:
-    conn = connect_blocking(dsn, timeout_s=5)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT campaign_id, code FROM gift_codes WHERE visitor IS NULL")
-            found: dict[int, list[str]] = defaultdict(list)
-            for campaign_id, code in cur.fetchall():
-                found[int(campaign_id)].append(str(code))
-            return found
-    finally:
-        conn.close()
+def _adopt(
+    conn: pymysql.Connection, campaign_id: int, claims: dict[bytes | str, bytes | str]
+) -> int:
+    """Record the legacy claim map's bindings that MySQL lacks; returns how many it took.
+
+    The old claim could answer a retry from its Redis map alone, so a visitor may hold a code
+    MySQL never recorded: binding it to that visitor now keeps it from going to someone else.
+    A code MySQL gave to another visitor, or a visitor MySQL knows with another code, stays so.
+    """
+    bound = 0
+    with conn.cursor() as cur:
+        for visitor, code in claims.items():
+            # one_per_visitor refuses a visitor MySQL already records with another code.
+            with contextlib.suppress(pymysql.err.IntegrityError):
+                bound += cur.execute(
+                    "UPDATE gift_codes SET visitor = %s, claimed_at = NOW(6)"
+                    " WHERE code = %s AND campaign_id = %s AND visitor IS NULL",
+                    (text(visitor), text(code), campaign_id),
+                )
+    conn.commit()
+    return bound
 
 
 def repool(old: dict[str, str], new: dict[str, str], dsn: str) -> Report:
     ring = ShardRing(new)
     clients = {name: Redis.from_url(url, socket_timeout=5) for name, url in {**old, **new}.items()}
     report = Report()
+    conn = connect_blocking(dsn, timeout_s=5)
     try:
-        for campaign_id, codes in unclaimed_codes(dsn).items():
-            pool = pool_keys(campaign_id)[0]
-            owner = clients[ring.shard_for(owner_key(campaign_id))]
-            pooled = {text(code) for code in owner.lrange(pool, 0, -1)}
-            missing = [code for code in codes if code not in pooled]
-            for start in range(0, len(missing), CHUNK):
-                owner.rpush(pool, *missing[start : start + CHUNK])
-            report.campaigns += 1
-            report.codes_added += len(missing)
         for name, client in clients.items():
-            for key in client.scan_iter(match="giftcodes:*", count=CHUNK):
-                campaign = text(key).split(":")[1]
-                if campaign.isdigit() and ring.shard_for(owner_key(int(campaign))) != name:
-                    report.keys_dropped += client.delete(key)
+            for raw in client.scan_iter(match="giftcodes:*", count=CHUNK):
+                key = text(raw)
+                parts = key.split(":")
+                if len(parts) != 3 or not parts[1].isdigit():
+                    continue
+                campaign_id, kind = int(parts[1]), parts[2]
+                if kind == "claims":
+                    report.bound += _adopt(conn, campaign_id, client.hgetall(key))
+                if kind in {"pool", "claims"}:
+                    report.legacy_dropped += client.delete(key)
+                elif (
+                    key == holders_key(campaign_id)
+                    and ring.shard_for(owner_key(campaign_id)) != name
+                ):
+                    report.caches_dropped += client.delete(key)
     finally:
+        conn.close()
         for client in clients.values():
             client.close()
     return report
@@ -96,8 +108,9 @@ def main() -> None:
         sys.exit("--to names no shard")
     report = repool(old, new, args.dsn)
     print(
-        f"{report.campaigns} campaigns with unclaimed codes: {report.codes_added} codes pooled"
-        f" again, {report.keys_dropped} keys left on shards that no longer own them deleted"
+        f"{report.bound} legacy claims recorded in MySQL,"
+        f" {report.legacy_dropped} legacy pool and claim-map keys deleted,"
+        f" {report.caches_dropped} caches left on shards that no longer own them deleted"
     )
 
 

@@ -8,6 +8,7 @@ from collections import Counter
 import aiohttp
 import httpx
 
+from services.banner.visitors import COOKIE
 from services.common.mysql import connect_blocking
 from services.common.ring import ShardRing
 from tests.support.cluster import RunningCluster
@@ -51,13 +52,21 @@ async def test_1000_visitors_race_for_800_codes(cluster: RunningCluster) -> None
     ) as session:
 
         async def claim() -> None:
-            async with session.post(f"{cluster.internal}/api/campaigns/{campaign}/gift-code") as r:
-                statuses[r.status] += 1
-                body = await r.json(content_type=None)
-                if r.status == 200:
-                    codes.append(body["code"])
-                else:
-                    assert body["status"] == r.status
+            url = f"{cluster.internal}/api/campaigns/{campaign}/gift-code"
+            cookie: dict[str, str] = {}
+            # A 503 (MySQL did not confirm in time: a busy 2-core machine) is asked again, as the
+            # same visitor: its cookie came with the 503.
+            for _ in range(10):
+                async with session.post(url, headers=cookie) as r:
+                    body = await r.json(content_type=None)
+                    if r.status != 503:
+                        break
+                    cookie = {"Cookie": f"{COOKIE}={r.cookies[COOKIE].value}"}
+            statuses[r.status] += 1
+            if r.status == 200:
+                codes.append(body["code"])
+            else:
+                assert body["status"] == r.status
 
         await asyncio.gather(*(claim() for _ in range(1000)))
 
@@ -110,27 +119,21 @@ async def test_minting_needs_the_admin_token_and_a_sane_count(cluster: RunningCl
         assert response.headers["content-type"] == "application/problem+json"
 
 
-async def test_codes_that_cannot_be_pooled_are_not_minted(cluster: RunningCluster) -> None:
+async def test_minting_and_claiming_need_no_redis(cluster: RunningCluster) -> None:
     campaign = 1015
     shard = ShardRing(cluster.topo.shard_names).shard_for(f"giftcodes:{campaign}")
     await asyncio.to_thread(cluster.ctl, "stop", shard)
     try:
         async with httpx.AsyncClient(base_url=cluster.gateway) as client:
-            refused = await client.post(
+            minted = await client.post(
                 f"/api/campaigns/{campaign}/gift-codes", json={"count": 10}, headers=_admin(cluster)
             )
+            claimed = await client.post(f"/api/campaigns/{campaign}/gift-code")
+            again = await client.post(f"/api/campaigns/{campaign}/gift-code")
     finally:
         await asyncio.to_thread(cluster.ctl, "start", shard)
-    assert refused.status_code == 503
-    assert refused.headers["content-type"] == "application/problem+json"
-    conn = connect_blocking(cluster.mysql_dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM gift_codes WHERE campaign_id = %s", (campaign,))
-            row = cur.fetchone()
-    finally:
-        conn.close()
-    assert row is not None
-    assert row[0] == 0
-    for name in ("banner_1", "banner_2"):
-        await asyncio.to_thread(cluster.wait_ready, name)
+    assert minted.status_code == 201, minted.text
+    assert minted.json() == {"campaign_id": campaign, "minted": 10, "available": 10}
+    assert claimed.status_code == again.status_code == 200
+    assert claimed.json()["code"] == again.json()["code"]
+    assert _claims_in_mysql(cluster, campaign) == (1, 1, 1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import signal
 import subprocess
 import sys
 import time
@@ -118,3 +120,62 @@ def test_malformed_rows_are_reported_and_a_new_ingest_reaches_running_instances(
     # The same files again: rejected, and clicks already known would be skipped, not doubled.
     again = _ingest(cluster, tmp_path)
     assert again.count("rejected: identical content") == 3
+
+
+def test_an_ingest_killed_before_its_sets_committed_recomputes_them_on_rerun(
+    cluster: RunningCluster, tmp_path: Path
+) -> None:
+    c = CAMPAIGN + 100
+    _write(
+        tmp_path / "1/impressions_1.csv",
+        "banner_id,campaign_id",
+        [f"{b},{c}" for b in range(91001, 91007)],
+    )
+    digest = hashlib.sha256((tmp_path / "1/impressions_1.csv").read_bytes()).hexdigest()
+    env = {**cluster.env, "MYSQL_DSN": cluster.mysql_dsn, "REDIS_SHARDS": cluster.topo.redis_shards}
+    # The test holds the generation row, so the ingest's recompute cannot commit: once the file
+    # has committed, the SIGKILL lands between the file and the sets, every time.
+    holder = connect_blocking(cluster.mysql_dsn)
+    watcher = connect_blocking(cluster.mysql_dsn)
+    watcher.autocommit(True)
+    try:
+        with holder.cursor() as cur:
+            holder.begin()
+            cur.execute("SELECT generation FROM banner_generation WHERE id = 1 FOR UPDATE")
+        ingest = subprocess.Popen(
+            [sys.executable, "-m", "services.banner.ingest", str(tmp_path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            with watcher.cursor() as cur:
+                while not cur.execute("SELECT 1 FROM banner_files WHERE sha256 = %s", (digest,)):
+                    assert ingest.poll() is None, ingest.communicate()[0]
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+        finally:
+            ingest.send_signal(signal.SIGKILL)
+            ingest.communicate()
+        holder.rollback()
+        with watcher.cursor() as cur:
+            assert not cur.execute("SELECT 1 FROM banner_sets WHERE campaign_id = %s", (c,))
+    finally:
+        holder.close()
+        watcher.close()
+
+    output = _ingest(cluster, tmp_path)
+    assert "1/impressions_1.csv: rejected: identical content ingested at" in output
+    assert "the sets predate 1 recorded file(s): recomputing" in output
+    url = f"{cluster.instance_url('banner_1')}/api/campaigns/{c}/banners"
+    deadline = time.monotonic() + 10
+    while (served := httpx.get(url, params={"quarter": 1})).status_code != 200:
+        assert time.monotonic() < deadline, served.text
+        time.sleep(0.1)
+    # X = 0 and nothing clicked: five of the campaign's banners.
+    banners = served.json()["banners"]
+    assert len(banners) == 5
+    assert set(banners) <= set(range(91001, 91007))
+    # Now in step: a third run loads and recomputes nothing.
+    assert "nothing new: the sets are unchanged" in _ingest(cluster, tmp_path)

@@ -1,11 +1,9 @@
-"""Adding a shard moves campaigns' gift-code pools away from their claims: the repool command puts
-every unclaimed code back on the new owner, and no code is ever given twice (real Redis servers,
-the test cluster's MariaDB)."""
+"""A reshard cannot strand a gift code any more (MySQL alone decides), and the repool command
+tidies what shards hold: caches a shard no longer owns, and the old design's pools and claim maps,
+whose unrecorded bindings it records first (real Redis servers, the test cluster's MariaDB)."""
 
 from __future__ import annotations
 
-import asyncio
-import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -14,11 +12,12 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from services.banner.giftcodes import GiftCodes, owner_key, pool_keys
-from services.common.mysql import connect_blocking, create_pool
+from services.banner.giftcodes import GiftCodes, holders_key, owner_key
+from services.common.mysql import create_pool
 from services.common.problems import Gone
 from services.common.redis_shards import RedisShards
 from services.common.ring import ShardRing
+from tests.banner.gift_code_records import bindings, query, unclaimed
 from tests.support.cluster import RunningCluster
 from tests.support.processes import redis_server
 
@@ -34,33 +33,23 @@ def two_servers(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 async def clean_codes(cluster: RunningCluster) -> AsyncIterator[None]:
-    def forget() -> None:
-        conn = connect_blocking(cluster.mysql_dsn)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "DELETE FROM gift_codes WHERE campaign_id BETWEEN %s AND %s",
-                    (CAMPAIGNS[0], CAMPAIGNS[-1]),
-                )
-            conn.commit()
-        finally:
-            conn.close()
-
-    forget()
+    sql = "DELETE FROM gift_codes WHERE campaign_id BETWEEN %s AND %s"
+    query(cluster, sql, CAMPAIGNS[0], CAMPAIGNS[-1])
     yield
-    forget()
+    query(cluster, sql, CAMPAIGNS[0], CAMPAIGNS[-1])
 
 
 def _shards(urls: dict[str, str]) -> RedisShards:
     return RedisShards(urls, pool_size=8, timeout_s=2)
 
 
-def _repool(cluster: RunningCluster, old: dict[str, str], new: dict[str, str]) -> str:
-    def spec(shards: dict[str, str]) -> str:
-        return ",".join(f"{name}={url}" for name, url in shards.items())
+def _spec(shards: dict[str, str]) -> str:
+    return ",".join(f"{name}={url}" for name, url in shards.items())
 
+
+def _repool(cluster: RunningCluster, old: dict[str, str], new: dict[str, str]) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "services.banner.repool", "--from", spec(old), "--to", spec(new)],
+        [sys.executable, "-m", "services.banner.repool", "--from", _spec(old), "--to", _spec(new)],
         env={"MYSQL_DSN": cluster.mysql_dsn, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -86,24 +75,8 @@ async def test_after_a_new_shard_every_unclaimed_code_is_claimable_once(
             await old_codes.mint(campaign, PER_CAMPAIGN)
             early[(campaign, "early")] = await old_codes.claim(campaign, "early")
 
+        # No repool first: the new owners have nothing, and need nothing.
         new_codes = GiftCodes(new_shards, mysql)
-        # The problem: the moved campaigns' pools stayed on the old shard.
-        with pytest.raises(Gone):
-            await new_codes.claim(moved[0], "stranded")
-
-        # The shared test database may hold other tests' unclaimed codes too: at least every
-        # unclaimed code of the moved campaigns was missing on its new owner.
-        report = _repool(cluster, before, after)
-        pooled = int(re.search(r"(\d+) codes pooled again", report)[1])  # type: ignore[index]
-        assert pooled >= len(moved) * (PER_CAMPAIGN - 1), report
-
-        old_client = Redis.from_url(two_servers["old"])
-        try:
-            for campaign in moved:
-                assert not old_client.exists(*pool_keys(campaign))
-        finally:
-            old_client.close()
-
         given: list[str] = []
         for campaign in CAMPAIGNS:
             # A visitor who claimed before the move keeps the same code.
@@ -115,8 +88,17 @@ async def test_after_a_new_shard_every_unclaimed_code_is_claimable_once(
         assert len(given) == len(set(given)) == len(CAMPAIGNS) * (PER_CAMPAIGN - 1)
         assert not set(given) & set(early.values())
 
-        # Again: nothing left to do.
-        assert "0 codes pooled again, 0 keys" in _repool(cluster, before, after)
+        # The caches the old shard keeps for campaigns it no longer owns go; again: nothing.
+        report = _repool(cluster, before, after)
+        assert f"{len(moved)} caches left on shards that no longer own them deleted" in report
+        old_client = Redis.from_url(two_servers["old"])
+        try:
+            assert not any(old_client.exists(holders_key(c)) for c in moved)
+        finally:
+            old_client.close()
+        assert "0 legacy pool and claim-map keys deleted, 0 caches" in _repool(
+            cluster, before, after
+        )
     finally:
         await old_shards.close()
         await new_shards.close()
@@ -125,26 +107,39 @@ async def test_after_a_new_shard_every_unclaimed_code_is_claimable_once(
 
 
 @pytest.mark.usefixtures("clean_codes")
-async def test_codes_claimed_while_pooled_twice_are_never_given_twice(
+async def test_a_legacy_claim_map_is_recorded_and_its_pool_never_used(
     cluster: RunningCluster, two_servers: dict[str, str]
 ) -> None:
     shards = {"only": two_servers["old"]}
+    campaign = CAMPAIGNS[0]
     mysql = await create_pool(cluster.mysql_dsn, size=4)
     redis = _shards(shards)
     try:
         codes = GiftCodes(redis, mysql)
-        campaign = CAMPAIGNS[0]
-        await codes.mint(campaign, 10)
-        # Half are claimed, then the pool is refilled from a stale snapshot (every code again):
-        # what a repool racing with claims, or a restored shard, can leave behind.
+        await codes.mint(campaign, 4)
+        recorded = await codes.claim(campaign, "recorded")
+        free = [
+            str(row[0])
+            for row in query(
+                cluster,
+                "SELECT code FROM gift_codes WHERE campaign_id = %s AND visitor IS NULL",
+                campaign,
+            )
+        ]
+        # What the old claim left after a lost reply: a visitor told a code MySQL never
+        # recorded, and a pool listing codes, claimed ones among them.
         client = redis.clients["only"]
-        snapshot = await client.lrange(pool_keys(campaign)[0], 0, -1)
-        first = [await codes.claim(campaign, f"a{i}") for i in range(5)]
-        await client.rpush(pool_keys(campaign)[0], *snapshot)
-        rest = await asyncio.gather(*(codes.claim(campaign, f"b{i}") for i in range(5)))
-        assert len(set(first) | set(rest)) == 10
+        await client.hset(f"{owner_key(campaign)}:claims", mapping={"told": free[0]})
+        await client.rpush(f"{owner_key(campaign)}:pool", recorded, *free)
+        report = _repool(cluster, shards, shards)
+        assert report.startswith("1 legacy claims recorded in MySQL, 2 legacy pool and claim-map")
+        assert bindings(cluster, campaign) == {"recorded": recorded, "told": free[0]}
+        assert await codes.claim(campaign, "told") == free[0]
+        others = {await codes.claim(campaign, f"o{i}") for i in range(2)}
+        assert others == set(free[1:])
         with pytest.raises(Gone):
-            await codes.claim(campaign, "c")
+            await codes.claim(campaign, "late")
+        assert unclaimed(cluster, campaign) == 0
     finally:
         await redis.close()
         mysql.close()

@@ -1,0 +1,236 @@
+"""Gift codes exactly once under faults: a lost reply or a death after any step of a claim (at the
+exact step, test_a_fault_after_any_step...), the instances SIGKILLed mid-load, MySQL stalled
+while the visitor retries, a repool afterwards. Never one code to two visitors, never a code held
+by no one for good, never an unbounded loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import aiomysql
+import httpx
+import pytest
+from redis.exceptions import RedisError
+
+from services.banner.giftcodes import GiftCodes, owner_key
+from services.banner.visitors import COOKIE
+from services.common.mysql import create_pool
+from services.common.problems import Gone, ServiceError
+from services.common.redis_shards import RedisShards
+from services.common.settings import parse_shards
+from tests.banner.gift_code_records import bindings, query, unclaimed, visitor_id
+from tests.banner.real_faults import MYSQL, gunicorn_pids, sigkill, stalled
+from tests.banner.step_faults import Killed, StepFaults
+from tests.support.cluster import RunningCluster
+
+INSTANCES = ("banner_1", "banner_2")
+STEP_CAMPAIGNS = {"lost": 930_001, "killed": 930_002, "stale": 930_003}
+
+
+def repool(cluster: RunningCluster) -> str:
+    shards = cluster.topo.redis_shards
+    return subprocess.run(
+        [sys.executable, "-m", "services.banner.repool", "--from", shards, "--to", shards],
+        env={"MYSQL_DSN": cluster.mysql_dsn, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+@pytest.fixture
+def clean_codes(cluster: RunningCluster) -> Iterator[None]:
+    def forget() -> None:
+        ids = sorted(STEP_CAMPAIGNS.values())
+        query(
+            cluster, "DELETE FROM gift_codes WHERE campaign_id BETWEEN %s AND %s", ids[0], ids[-1]
+        )
+        for shard in cluster.topo.shard_names:
+            client = cluster.redis(shard)
+            try:
+                for campaign in ids:
+                    for key in client.scan_iter(match=f"{owner_key(campaign)}:*"):
+                        client.delete(key)
+            finally:
+                client.close()
+
+    forget()
+    yield
+    forget()
+
+
+@pytest.fixture
+async def gift_codes(cluster: RunningCluster) -> AsyncIterator[GiftCodes]:
+    shards = RedisShards(parse_shards(cluster.topo.redis_shards), pool_size=8, timeout_s=2)
+    mysql = await create_pool(cluster.mysql_dsn, size=4)
+    try:
+        yield GiftCodes(shards, mysql)
+    finally:
+        await shards.close()
+        mysql.close()
+        await mysql.wait_closed()
+
+
+@pytest.mark.usefixtures("clean_codes")
+@pytest.mark.parametrize("kind", ["lost", "killed"])
+async def test_a_fault_after_any_step_of_a_claim_gives_no_code_twice_and_strands_none(
+    cluster: RunningCluster, gift_codes: GiftCodes, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    campaign, minted = STEP_CAMPAIGNS[kind], 20
+    faults = StepFaults(monkeypatch)
+    codes = gift_codes
+    await codes.mint(campaign, minted)
+    with faults.armed():
+        handed = {"probe": await codes.claim(campaign, "probe")}
+    steps = list(faults.steps)
+    assert len(steps) >= 2, steps
+
+    fired = []
+    for n in range(1, len(steps) + 1):
+        visitor = f"{kind}-{n}"
+        # The visitor sees an error, or nothing at all (its server died).
+        errors = (ServiceError, RedisError, aiomysql.Error, OSError, Killed)
+        with faults.armed(at=n, kind=kind), contextlib.suppress(*errors):
+            handed[visitor] = await codes.claim(campaign, visitor)
+        fired.append(faults.fired)
+        # The visitor asks again: a retry, or its next visit after the crash.
+        again = await codes.claim(campaign, visitor)
+        assert handed.setdefault(visitor, again) == again, (steps, faults.fired)
+    assert all(fired), (steps, fired)
+
+    repool(cluster)
+    for i in range(minted + 1):
+        try:
+            handed[f"after-{i}"] = await codes.claim(campaign, f"after-{i}")
+        except Gone:
+            break
+    assert len(handed) == len(set(handed.values())) == minted, (steps, handed)
+    assert bindings(cluster, campaign) == handed, steps
+    assert unclaimed(cluster, campaign) == 0
+
+
+@pytest.mark.usefixtures("clean_codes")
+async def test_a_pool_full_of_stale_codes_answers_410_without_recursing(
+    cluster: RunningCluster, gift_codes: GiftCodes
+) -> None:
+    campaign = STEP_CAMPAIGNS["stale"]
+    await gift_codes.mint(campaign, 3)
+    claimed = [await gift_codes.claim(campaign, f"v{i}") for i in range(3)]
+    # What a repool racing with claims, or a shard restored from an old snapshot, left behind in
+    # the pool Redis used to hold: codes claimed long ago, many times over.
+    client = cluster.redis(gift_codes.shards.owner(owner_key(campaign))[0])
+    try:
+        client.rpush(f"{owner_key(campaign)}:pool", *(claimed * 700))
+    finally:
+        client.close()
+    async with asyncio.timeout(10):
+        with pytest.raises(Gone):
+            await gift_codes.claim(campaign, "late")
+    assert len(set(bindings(cluster, campaign).values())) == 3
+
+
+async def test_mysql_stalled_while_the_visitor_retries(cluster: RunningCluster) -> None:
+    campaign = 1016
+    url = f"/api/campaigns/{campaign}/gift-code"
+    admin = {"Authorization": f"Bearer {cluster.admin_token}"}
+    async with httpx.AsyncClient(base_url=cluster.gateway, timeout=30) as visitor:
+        minted = await visitor.post(
+            f"/api/campaigns/{campaign}/gift-codes", json={"count": 5}, headers=admin
+        )
+        assert minted.status_code == 201
+        tries: list[tuple[int, float]] = []
+        # A new visitor (no cookie yet) asks while MySQL is frozen, and asks again.
+        with stalled(cluster, MYSQL):
+            for _ in range(2):
+                started = time.monotonic()
+                answer = await visitor.post(url)
+                tries.append((answer.status_code, time.monotonic() - started))
+                assert answer.headers["content-type"] == "application/problem+json"
+                if len(tries) == 1:
+                    first_cookie = answer.cookies.get(COOKIE)
+        deadline = time.monotonic() + 15
+        while (final := await visitor.post(url)).status_code != 200:
+            assert time.monotonic() < deadline, final.text
+            await asyncio.sleep(0.2)
+        repeat = await visitor.post(url)
+        cookie = visitor.cookies[COOKIE]
+
+    assert [status for status, _ in tries] == [503, 503]
+    assert all(took < 8 for _, took in tries), tries  # the claim's 5 s budget, not nginx's 15 s
+    # The 503 carried the new visitor's cookie, so the retries were the same visitor.
+    assert first_cookie is not None
+    assert visitor_id(first_cookie) == visitor_id(cookie)
+    assert final.json()["code"] == repeat.json()["code"]
+    assert bindings(cluster, campaign) == {visitor_id(cookie): final.json()["code"]}
+
+
+async def test_instances_killed_mid_claims_then_every_visitor_asks_again(
+    cluster: RunningCluster,
+) -> None:
+    campaign, minted, visitors = 1017, 300, 400
+    base = f"{cluster.internal}/api/campaigns/{campaign}"
+    admin = {"Authorization": f"Bearer {cluster.admin_token}"}
+    connector = aiohttp.TCPConnector(limit=50)
+    async with aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=30),
+    ) as session:
+        async with session.post(f"{base}/gift-codes", json={"count": minted}, headers=admin) as r:
+            assert r.status == 201
+
+        async def page_view() -> str:
+            # A browser has the visitor cookie from the campaign page before it claims.
+            async with session.get(f"{base}/banner") as r:
+                return r.cookies[COOKIE].value
+
+        cookies = await asyncio.gather(*(page_view() for _ in range(visitors)))
+        first: dict[int, tuple[int, str | None]] = {}
+
+        async def claim(i: int) -> tuple[int, str | None]:
+            try:
+                async with session.post(
+                    f"{base}/gift-code", headers={"Cookie": f"{COOKIE}={cookies[i]}"}
+                ) as r:
+                    body = await r.json(content_type=None)
+                    return r.status, body.get("code") if r.status == 200 else None
+            except aiohttp.ClientError:
+                return 0, None  # the connection died with the instance
+
+        async def first_claim(i: int) -> None:
+            first[i] = await claim(i)
+
+        pids = [pid for name in INSTANCES for pid in gunicorn_pids(cluster, name)]
+        load = [asyncio.create_task(first_claim(i)) for i in range(visitors)]
+        deadline = time.monotonic() + 20
+        while len(first) < visitors // 4:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.005)
+        sigkill(pids)
+        await asyncio.gather(*load)
+        for name in INSTANCES:
+            await asyncio.to_thread(cluster.wait_ready, name)
+
+        final: dict[int, tuple[int, str | None]] = {}
+        for i in range(visitors):
+            deadline = time.monotonic() + 15
+            while (answer := await claim(i))[0] not in (200, 410):
+                assert time.monotonic() < deadline, answer
+                await asyncio.sleep(0.1)
+            final[i] = answer
+
+    assert any(status not in (200, 410) for status, _ in first.values()), "the kill hit nothing"
+    for i, (status, code) in first.items():
+        if status == 200:
+            assert final[i] == (200, code)  # asked again: the same code
+    handed = {visitor_id(cookies[i]): code for i, (status, code) in final.items() if code}
+    assert len(handed) == len(set(handed.values())) == minted
+    assert sum(status == 410 for status, _ in final.values()) == visitors - minted
+    assert bindings(cluster, campaign) == handed
+    assert unclaimed(cluster, campaign) == 0
