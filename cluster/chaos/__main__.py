@@ -110,6 +110,7 @@ async def _run(args: argparse.Namespace, topo: Topology, seed: int) -> dict[str,
         invariants.visits, topo, dsn, traffic.tally, ack=ack, allowed_loss=allowed
     )
     found.append(await asyncio.to_thread(invariants.gift_codes, dsn, traffic.tally, GIFT_CAMPAIGN))
+    found.append(await asyncio.to_thread(invariants.events, dsn, traffic.tally, traffic.run_id))
     config = {
         "seed": seed,
         "duration_s": args.duration,

@@ -217,3 +217,36 @@ def gift_codes(dsn: str, tally: Tally, campaign: int) -> Invariant:
             "claimed_in_mysql": sum(1 for v in recorded.values() if v is not None),
         },
     )
+
+
+def events(dsn: str, tally: Tally, run_id: str) -> Invariant:
+    """Every event acknowledged (202) is recorded once; none is recorded twice, retries with the
+    same Idempotency-Key included; nothing is recorded that was not sent."""
+    conn = connect_blocking(dsn, timeout_s=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT query, COUNT(*) FROM searches WHERE category = 'chaos'"
+                " AND query LIKE %s GROUP BY query",
+                (f"chaos-{run_id}-%",),
+            )
+            recorded = {str(query): int(count) for query, count in cur.fetchall()}
+    finally:
+        conn.close()
+    twice = sum(1 for count in recorded.values() if count > 1)
+    missing = sum(1 for key in tally.events_acked if key not in recorded)
+    unsent = sum(1 for key in recorded if key not in tally.events_sent)
+    return Invariant(
+        "events: every acknowledged one recorded once",
+        twice == 0 and missing == 0 and unsent == 0,
+        f"{len(tally.events_acked)} acknowledged, {len(recorded)} recorded;"
+        f" {missing} missing, {twice} twice",
+        {
+            "acked": len(tally.events_acked),
+            "sent": len(tally.events_sent),
+            "recorded": len(recorded),
+            "missing": missing,
+            "twice": twice,
+            "gave_up": tally.events_gave_up,
+        },
+    )

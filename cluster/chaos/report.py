@@ -48,6 +48,10 @@ def build(
             for endpoint, v in sorted(tally.latencies.items())
             if v
         },
+        "slow": [
+            {"started": round(at - t0, 2), "endpoint": e, "answer": k, "seconds": round(sec, 3)}
+            for at, e, k, sec in tally.slow
+        ],
         "invariants": [
             {"name": i.name, "held": i.held, "detail": i.detail, "figures": i.figures}
             for i in invariants

@@ -59,6 +59,7 @@ DOCUMENTED_5XX: dict[str, dict[int, str]] = {
 }
 CLIENT_TIMEOUT_S = 15.0  # far above every documented bound: a request this slow is "hung"
 RETRIES = 3
+SLOW_S = 1.0
 
 
 @dataclass
@@ -81,10 +82,14 @@ class Tally:
     events_sent: set[str] = field(default_factory=set)
     events_gave_up: int = 0
     requests: int = 0
+    # The slowest answers with when they started (monotonic), to set beside the faults.
+    slow: list[tuple[float, str, str, float]] = field(default_factory=list)
 
     def note(self, endpoint: str, kind: str, seconds: float) -> None:
         self.answers[(endpoint, kind)] += 1
         self.latencies[endpoint].append(seconds)
+        if seconds > SLOW_S and len(self.slow) < 500:
+            self.slow.append((time.monotonic() - seconds, endpoint, kind, seconds))
 
 
 @dataclass
@@ -206,7 +211,8 @@ class Traffic:
             user = self.rng.randint(1, self.users)
             key = f"chaos-{self.run_id}-{uuid.uuid4().hex}"
             self.tally.events_sent.add(key)
-            event = {"type": "search", "category": "chaos", "query": key[:40]}
+            # The key is also the search text: the invariant finds each event by it.
+            event = {"type": "search", "category": "chaos", "query": key}
             for attempt in range(RETRIES + 1):
                 status, _, _ = await self._call(
                     session,

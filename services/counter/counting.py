@@ -67,6 +67,7 @@ class VisitCounter:
         self.buffers = {name: ShardBuffer(retention_s=retention_s) for name in self.stores}
         # Without MySQL there is no ledger: the flush script then appends nothing to the streams.
         self.ledger_bound = settings.LEDGER_MAX_BACKLOG_BYTES if mysql is not None else 0
+        metrics.LEDGER_BACKLOG_LIMIT_BYTES.set(settings.LEDGER_MAX_BACKLOG_BYTES)
         self.feeders = (
             {name: LedgerFeeder(settings, target, mysql) for name, target in self.stores.items()}
             if mysql is not None

@@ -22,6 +22,13 @@ LEDGER_BACKLOG_BYTES = Gauge(
     ["shard"],
     multiprocess_mode="livemax",
 )
+# The bound itself, so an alert compares with what the instances run with, not a copy of the
+# default.
+LEDGER_BACKLOG_LIMIT_BYTES = Gauge(
+    "counter_ledger_backlog_limit_bytes",
+    "COUNTER_LEDGER_MAX_BACKLOG_BYTES: at this backlog a shard refuses new batches",
+    multiprocess_mode="livemin",
+)
 FLUSH_LAG = Gauge(
     "counter_flush_lag_seconds",
     "How long a buffer has held visits without a successful flush (0 when empty)",
