@@ -1,16 +1,19 @@
 """Campaign gift codes: minted by an admin, claimed once per visitor, never given twice.
 
-MySQL alone decides who holds a code (docs/banner.md, "Gift codes"): a claim is one short
-transaction that binds the visitor to an unclaimed row (`FOR UPDATE SKIP LOCKED`, so concurrent
-claims take different rows instead of queueing on one), and `UNIQUE (campaign_id, visitor)` makes
-a visitor's second, concurrent claim fail instead of taking a second code. A claim first reads the
-visitor's recorded code, so asking again, after a lost answer or a 503, returns the same code.
-Whatever dies between two steps, either the transaction commits (the visitor holds the code and
-gets it on asking again) or it rolls back (the row stays unclaimed): no code is ever half-given.
+MySQL alone decides who holds a code (docs/banner.md, "Gift codes"). The fast claim takes a
+candidate code from a Redis list and binds it with one autocommit
+`UPDATE ... WHERE code AND visitor IS NULL`: one affected row is the visitor's code, none means
+the candidate was taken (try the next, a bounded number of times), and `UNIQUE (campaign_id,
+visitor)` refusing the row means the visitor holds a code already: read it. When Redis fails or
+the candidates run out, the claim is one short transaction that binds an unclaimed row
+(`FOR UPDATE SKIP LOCKED`). Either way, whatever dies between two steps, the binding committed
+(the visitor gets it on asking again) or it did not (the row stays unclaimed): no code is ever
+half-given, and a candidate popped but not used costs nothing, since MySQL still has it unclaimed.
 
-Redis holds only a cache of confirmed bindings (visitor -> code, on the campaign's shard). A
-binding never changes once committed, so an entry can be old but never wrong; the cache lets a
-returning visitor get the code while MySQL is down, and a Redis fault only costs its time budget.
+Redis holds only hints, on the campaign's shard: the candidates (unclaimed when pushed, maybe
+taken since: MySQL checks) and a cache of confirmed bindings (visitor -> code; a binding never
+changes once committed, so an entry can be old but never wrong; it lets a returning visitor get
+the code while MySQL is down). A Redis fault only costs its time budget.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import base64
 import logging
 import secrets
 import time
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal
 
 import aiomysql
 from prometheus_client import Counter, Gauge
@@ -33,13 +38,25 @@ from services.common.redis_shards import RedisShards
 log = logging.getLogger(__name__)
 CODE_BYTES = 10  # 80 bits: base32, 16 characters, not guessable
 MYSQL_ERRORS = (aiomysql.Error, OSError, TimeoutError)
+REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 # A claim that MySQL has not confirmed within this is answered 503 (the gateway waits 15 s). It
 # includes the wait for a pooled connection, which a burst of claims queues on.
 CLAIM_TIMEOUT_S = 5.0
 # A mint is one transaction of up to MAX_MINT rows: longer, still below the gateway's 15 s.
 MINT_TIMEOUT_S = 10.0
-# The cache is a shortcut: a slow shard must not cost a claim more than this.
+# Redis is a shortcut: a slow shard must not cost a claim more than this per command.
 CACHE_TIMEOUT_S = 0.1
+# Pushing a mint's codes as candidates, and a refill's: at most this, then MySQL finds them.
+PUSH_TIMEOUT_S = 0.5
+# Candidates tried per claim; all taken (a list of stale codes): the list is dropped, and the
+# claim binds in a transaction instead.
+CANDIDATE_ATTEMPTS = 3
+# An empty list is refilled from MySQL with at most this many unclaimed codes, by one claim at a
+# time per campaign (a Redis lock); a refill that found none keeps the lock until it expires, so
+# a campaign out of codes costs one refill query per REFILL_LOCK_MS, not one per claim.
+REFILL_BATCH = 1000
+REFILL_LOCK_MS = 1000
+REFILL_TIMEOUT_S = 2.0
 # Victims of a deadlock or a lock wait timeout start the transaction again, this many times.
 CLAIM_ATTEMPTS = 3
 MINT_BATCH = 1000
@@ -52,6 +69,29 @@ _RETRYABLE = {1205, 1213}  # ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK
 _PICK = "SELECT code FROM gift_codes WHERE campaign_id = %s AND visitor IS NULL LIMIT 1 FOR UPDATE"
 _HELD = "SELECT code FROM gift_codes WHERE campaign_id = %s AND visitor = %s"
 _AVAILABLE = "SELECT COUNT(*) FROM gift_codes WHERE campaign_id = %s AND visitor IS NULL"
+_TAKE = (
+    "UPDATE gift_codes SET visitor = %s, claimed_at = NOW(6)"
+    " WHERE code = %s AND campaign_id = %s AND visitor IS NULL"
+)
+# Candidates come from the top of the codes (pushed highest first), the transaction's SKIP LOCKED
+# takes the first unclaimed from the bottom (index order): the two meet only at the last codes.
+_UNCLAIMED = (
+    "SELECT code FROM gift_codes WHERE campaign_id = %s AND visitor IS NULL"
+    " ORDER BY code DESC LIMIT %s"
+)
+
+# One round trip: the visitor's cached binding, else the next candidate, else (the list is empty)
+# whether this claim is the one to refill it. KEYS: holders, candidates, refill lock.
+_NEXT_LUA = """
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held then return {1, held} end
+local code = redis.call('LPOP', KEYS[2])
+if code then return {2, code} end
+if redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then return {3} end
+return {0}
+"""
+Next = Literal["held", "candidate", "refill", "empty", "down"]
+_NEXT_KINDS: dict[int, Next] = {1: "held", 2: "candidate", 3: "refill", 0: "empty"}
 
 AVAILABLE = Gauge(
     "banner_gift_codes_available",
@@ -60,6 +100,11 @@ AVAILABLE = Gauge(
     multiprocess_mode="livemostrecent",
 )
 CLAIMS = Counter("banner_gift_code_claims", "Gift-code claims by result", ["result"])
+CLAIM_PATHS = Counter(
+    "banner_gift_code_claim_paths",
+    "Gift-code claims answered, by how: cache, candidate, transaction",
+    ["path"],
+)
 
 
 def new_code() -> str:
@@ -80,12 +125,29 @@ def holders_key(campaign_id: int) -> str:
     return f"{owner_key(campaign_id)}:holders"
 
 
+def candidates_key(campaign_id: int) -> str:
+    """Codes unclaimed when pushed (a list): hints for the fast claim, MySQL still decides."""
+    return f"{owner_key(campaign_id)}:candidates"
+
+
+def refill_key(campaign_id: int) -> str:
+    """Held (with an expiry) by the one claim refilling the campaign's empty candidate list."""
+    return f"{owner_key(campaign_id)}:refill"
+
+
 class GiftCodes:
     def __init__(self, shards: RedisShards, pool: aiomysql.Pool) -> None:
         self.shards = shards
         self.pool = pool
         self._counted_at: dict[int, float] = {}
-        self._cache_writes: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._next_script = next(iter(shards.clients.values())).register_script(_NEXT_LUA)
+
+    async def close(self) -> None:
+        """Let the background work (cache writes, refills: each bounded) finish, before the
+        Redis and MySQL pools close."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=REFILL_TIMEOUT_S + PUSH_TIMEOUT_S)
 
     def _redis(self, campaign_id: int) -> Redis:
         return self.shards.owner(owner_key(campaign_id))[1]
@@ -94,7 +156,7 @@ class GiftCodes:
         """Create `count` new codes; returns (minted, codes now unclaimed)."""
         try:
             async with asyncio.timeout(MINT_TIMEOUT_S):
-                minted, available = await self._mint(campaign_id, count)
+                minted, available, codes = await self._mint(campaign_id, count)
         except MYSQL_ERRORS as exc:
             # One transaction: without its answer, either every code was added or none was.
             raise DependencyUnavailable(
@@ -102,10 +164,14 @@ class GiftCodes:
             ) from exc
         AVAILABLE.labels(str(campaign_id)).set(available)
         self._counted_at[campaign_id] = time.monotonic()
+        # Committed: offer them to the fast claim. A code lost to a collision is offered too and
+        # found taken (or of another campaign) by the claim's UPDATE; a push that fails leaves
+        # them to the refill and the transaction, which read MySQL.
+        await self._push(campaign_id, sorted(codes, reverse=True))
         return minted, available
 
-    async def _mint(self, campaign_id: int, count: int) -> tuple[int, int]:
-        minted = 0
+    async def _mint(self, campaign_id: int, count: int) -> tuple[int, int, list[str]]:
+        minted, drawn = 0, []
         async with self.pool.acquire() as conn:
             # One transaction (one log flush): all the codes are claimable, or none is. Should
             # anything fail, the pool closes a connection still in a transaction: it rolls back.
@@ -121,18 +187,28 @@ class GiftCodes:
                         [(code, campaign_id) for code in batch],
                     )
                     minted += cur.rowcount
+                    drawn += batch
                 await cur.execute(_AVAILABLE, (campaign_id,))
                 row = await cur.fetchone()
             await conn.commit()
-        return minted, int(row[0])
+        return minted, int(row[0]), drawn
+
+    async def _push(self, campaign_id: int, codes: Sequence[str]) -> None:
+        """Append candidates and release the refill lock (the campaign has codes again)."""
+        try:
+            async with asyncio.timeout(PUSH_TIMEOUT_S):
+                pipe = self._redis(campaign_id).pipeline(transaction=False)
+                for start in range(0, len(codes), MINT_BATCH):
+                    pipe.rpush(candidates_key(campaign_id), *codes[start : start + MINT_BATCH])
+                pipe.delete(refill_key(campaign_id))
+                await pipe.execute()
+        except REDIS_ERRORS as exc:
+            log.warning("gift-code candidates not pushed", extra={"error": repr(exc)})
 
     async def claim(self, campaign_id: int, visitor: str) -> str:
-        cached = await self._cached(campaign_id, visitor)
-        if cached is not None:
-            return cached
         try:
             async with asyncio.timeout(CLAIM_TIMEOUT_S):
-                code = await self._claim(campaign_id, visitor)
+                code, path = await self._claim(campaign_id, visitor)
         except MYSQL_ERRORS as exc:
             CLAIMS.labels("unconfirmed").inc()
             # The commit may have happened unseen: asking again returns the code it recorded.
@@ -141,12 +217,88 @@ class GiftCodes:
             CLAIMS.labels("pool_empty").inc()
             AVAILABLE.labels(str(campaign_id)).set(0)
             raise Gone(f"campaign {campaign_id} has no gift codes left")
+        CLAIM_PATHS.labels(path).inc()
+        if path == "cache":
+            return code
         CLAIMS.labels("claimed").inc()
         self._cache(campaign_id, visitor, code)
         return code
 
-    async def _claim(self, campaign_id: int, visitor: str) -> str | None:
-        """The visitor's code (recorded before, or bound now), None when none is left."""
+    async def _claim(self, campaign_id: int, visitor: str) -> tuple[str | None, str]:
+        """The visitor's code (cached, recorded before, or bound now) and how it was found; None
+        when none is left."""
+        for _ in range(CANDIDATE_ATTEMPTS):
+            kind, value = await self._next(campaign_id, visitor)
+            if kind == "held":
+                return value, "cache"
+            if kind == "refill":
+                self._spawn(self._refill(campaign_id))
+            if kind != "candidate":
+                break
+            code = await self._take(campaign_id, visitor, str(value))
+            if code is not None:
+                return code, "candidate"
+        else:
+            # Every candidate tried was taken: the list is stale (a shard restored from an old
+            # snapshot, a refill racing with claims). Dropped, the next claim refills it.
+            self._spawn(self._drop_candidates(campaign_id))
+        return await self._claim_in_transaction(campaign_id, visitor), "transaction"
+
+    async def _next(self, campaign_id: int, visitor: str) -> tuple[Next, str | None]:
+        keys = [holders_key(campaign_id), candidates_key(campaign_id), refill_key(campaign_id)]
+        try:
+            async with asyncio.timeout(CACHE_TIMEOUT_S):
+                answer = await self._next_script(
+                    keys=keys, args=[visitor, REFILL_LOCK_MS], client=self._redis(campaign_id)
+                )
+        except REDIS_ERRORS:
+            return "down", None  # MySQL answers instead
+        kind = _NEXT_KINDS[int(answer[0])]
+        return kind, text(answer[1]) if len(answer) > 1 else None
+
+    async def _take(self, campaign_id: int, visitor: str, code: str) -> str | None:
+        """Bind the candidate in one autocommit UPDATE: the visitor's code, or None (taken)."""
+        async with self.pool.acquire() as conn, conn.cursor() as cur:
+            try:
+                taken = await cur.execute(_TAKE, (visitor, code, campaign_id))
+            except IntegrityError:
+                # one_per_visitor: the visitor holds a code already (asked again after a lost
+                # answer, or a concurrent request committed first). The candidate stays unused.
+                return await _held(conn, campaign_id, visitor)
+            except OperationalError as exc:
+                if exc.args[0] not in _RETRYABLE:
+                    raise
+                return None  # the statement was rolled back: try another
+            if not taken:
+                return None
+            available = await self._count_if_due(cur, campaign_id)
+        if available is not None:
+            AVAILABLE.labels(str(campaign_id)).set(available)
+        return code
+
+    async def _refill(self, campaign_id: int) -> None:
+        """Push up to REFILL_BATCH unclaimed codes (this claim holds the refill lock)."""
+        try:
+            async with asyncio.timeout(REFILL_TIMEOUT_S):
+                async with self.pool.acquire() as conn, conn.cursor() as cur:
+                    await cur.execute(_UNCLAIMED, (campaign_id, REFILL_BATCH))
+                    codes = [str(row[0]) for row in await cur.fetchall()]
+        except MYSQL_ERRORS as exc:
+            log.debug("gift-code candidates not refilled", extra={"error": repr(exc)})
+            return
+        if codes:
+            await self._push(campaign_id, codes)
+        # None left: the lock stays until it expires (a mint releases it at once).
+
+    async def _drop_candidates(self, campaign_id: int) -> None:
+        try:
+            async with asyncio.timeout(PUSH_TIMEOUT_S):
+                await self._redis(campaign_id).delete(candidates_key(campaign_id))
+        except REDIS_ERRORS as exc:
+            log.debug("stale gift-code candidates not dropped", extra={"error": repr(exc)})
+
+    async def _claim_in_transaction(self, campaign_id: int, visitor: str) -> str | None:
+        """Without a candidate: the visitor's recorded code, or bind one now in a transaction."""
         async with self.pool.acquire() as conn:
             held = await _held(conn, campaign_id, visitor)
             if held is not None:
@@ -169,7 +321,7 @@ class GiftCodes:
     async def _bind(self, conn: aiomysql.Connection, campaign_id: int, visitor: str) -> str | None:
         async with conn.cursor() as cur:
             # REPEATABLE READ (the default) measured as fast as READ COMMITTED here, and one round
-            # trip shorter; a deadlock victim starts again (_claim).
+            # trip shorter; a deadlock victim starts again (_claim_in_transaction).
             await conn.begin()
             # Rows other claims hold are skipped, so claims run side by side...
             await cur.execute(_PICK + " SKIP LOCKED", (campaign_id,))
@@ -203,14 +355,6 @@ class GiftCodes:
         row = await cur.fetchone()
         return int(row[0])
 
-    async def _cached(self, campaign_id: int, visitor: str) -> str | None:
-        try:
-            async with asyncio.timeout(CACHE_TIMEOUT_S):
-                held = await self._redis(campaign_id).hget(holders_key(campaign_id), visitor)
-        except (RedisError, OSError, TimeoutError):
-            return None  # MySQL answers instead
-        return text(held) if held is not None else None
-
     def _cache(self, campaign_id: int, visitor: str, code: str) -> None:
         """Remember a committed binding, without making the answer wait for Redis."""
 
@@ -218,12 +362,16 @@ class GiftCodes:
             try:
                 async with asyncio.timeout(CACHE_TIMEOUT_S * 5):
                     await self._redis(campaign_id).hset(holders_key(campaign_id), visitor, code)
-            except (RedisError, OSError, TimeoutError) as exc:
+            except REDIS_ERRORS as exc:
                 log.debug("gift-code cache not written", extra={"error": repr(exc)})
 
-        task = asyncio.create_task(write())
-        self._cache_writes.add(task)  # a task nobody references may be collected mid-flight
-        task.add_done_callback(self._cache_writes.discard)
+        self._spawn(write())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run in the background: the answer never waits for it."""
+        task = asyncio.create_task(work)
+        self._background.add(task)  # a task nobody references may be collected mid-flight
+        task.add_done_callback(self._background.discard)
 
 
 async def _held(conn: aiomysql.Connection, campaign_id: int, visitor: str) -> str | None:

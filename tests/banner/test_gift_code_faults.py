@@ -18,7 +18,12 @@ import httpx
 import pytest
 from redis.exceptions import RedisError
 
-from services.banner.giftcodes import GiftCodes, owner_key
+from services.banner.giftcodes import (
+    CANDIDATE_ATTEMPTS,
+    GiftCodes,
+    candidates_key,
+    owner_key,
+)
 from services.banner.visitors import COOKIE
 from services.common.mysql import create_pool
 from services.common.problems import Gone, ServiceError
@@ -30,7 +35,14 @@ from tests.banner.step_faults import Killed, StepFaults
 from tests.support.cluster import RunningCluster
 
 INSTANCES = ("banner_1", "banner_2")
-STEP_CAMPAIGNS = {"lost": 930_001, "killed": 930_002, "stale": 930_003}
+STEP_CAMPAIGNS = {
+    "lost": 930_001,
+    "killed": 930_002,
+    "stale": 930_003,
+    "lost-transaction": 930_004,
+    "killed-transaction": 930_005,
+    "stale-candidates": 930_006,
+}
 
 
 def repool(cluster: RunningCluster) -> str:
@@ -69,27 +81,49 @@ def clean_codes(cluster: RunningCluster) -> Iterator[None]:
 async def gift_codes(cluster: RunningCluster) -> AsyncIterator[GiftCodes]:
     shards = RedisShards(parse_shards(cluster.topo.redis_shards), pool_size=8, timeout_s=2)
     mysql = await create_pool(cluster.mysql_dsn, size=4)
+    codes = GiftCodes(shards, mysql)
     try:
-        yield GiftCodes(shards, mysql)
+        yield codes
     finally:
+        await codes.close()
         await shards.close()
         mysql.close()
         await mysql.wait_closed()
 
 
 @pytest.mark.usefixtures("clean_codes")
+@pytest.mark.parametrize("path", ["candidate", "transaction"])
 @pytest.mark.parametrize("kind", ["lost", "killed"])
 async def test_a_fault_after_any_step_of_a_claim_gives_no_code_twice_and_strands_none(
-    cluster: RunningCluster, gift_codes: GiftCodes, monkeypatch: pytest.MonkeyPatch, kind: str
+    cluster: RunningCluster,
+    gift_codes: GiftCodes,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    path: str,
 ) -> None:
-    campaign, minted = STEP_CAMPAIGNS[kind], 20
+    campaign = STEP_CAMPAIGNS[kind if path == "candidate" else f"{kind}-transaction"]
+    minted = 20
+    if path == "transaction":
+        # No candidate is ever pushed (neither by the mint nor by a refill): every claim takes
+        # the fallback, the SKIP LOCKED transaction, as when the list is empty or Redis fails.
+        async def no_push(codes: GiftCodes, campaign_id: int, pushed: object) -> None:
+            return None
+
+        monkeypatch.setattr(GiftCodes, "_push", no_push)
     faults = StepFaults(monkeypatch)
     codes = gift_codes
     await codes.mint(campaign, minted)
+    # The first claim of a process also loads the Redis script (SCRIPT LOAD): not a step of
+    # every claim, so the probe is the second.
+    handed = {"warm-up": await codes.claim(campaign, "warm-up")}
     with faults.armed():
-        handed = {"probe": await codes.claim(campaign, "probe")}
+        handed["probe"] = await codes.claim(campaign, "probe")
     steps = list(faults.steps)
-    assert len(steps) >= 2, steps
+    if path == "candidate":
+        assert steps == ["redis EVALSHA", "mysql UPDATE"], steps  # one round trip to each
+    else:
+        assert steps[0] == "redis EVALSHA", steps
+        assert "mysql BEGIN" in steps, steps
 
     fired = []
     for n in range(1, len(steps) + 1):
@@ -133,6 +167,64 @@ async def test_a_pool_full_of_stale_codes_answers_410_without_recursing(
         with pytest.raises(Gone):
             await gift_codes.claim(campaign, "late")
     assert len(set(bindings(cluster, campaign).values())) == 3
+
+
+@pytest.mark.usefixtures("clean_codes")
+async def test_a_candidate_list_of_stale_codes_costs_a_bounded_few_tries_then_is_dropped(
+    cluster: RunningCluster, gift_codes: GiftCodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    campaign = STEP_CAMPAIGNS["stale-candidates"]
+    await gift_codes.mint(campaign, 4)
+    claimed = [await gift_codes.claim(campaign, f"v{i}") for i in range(3)]
+    # A shard restored from an old snapshot: the list offers codes claimed long ago, many times.
+    client = cluster.redis(gift_codes.shards.owner(owner_key(campaign))[0])
+    try:
+        client.delete(candidates_key(campaign))
+        client.rpush(candidates_key(campaign), *(claimed * 700))
+        faults = StepFaults(monkeypatch)
+        async with asyncio.timeout(10):
+            with faults.armed():
+                last = await gift_codes.claim(campaign, "late")
+            with pytest.raises(Gone):
+                await gift_codes.claim(campaign, "later")
+        # CANDIDATE_ATTEMPTS stale candidates, then the transaction found the one left.
+        assert faults.steps.count("mysql UPDATE") == CANDIDATE_ATTEMPTS + 1, faults.steps
+        assert "mysql BEGIN" in faults.steps
+        deadline = time.monotonic() + 5
+        while client.llen(candidates_key(campaign)):
+            assert time.monotonic() < deadline, "the stale list was not dropped"
+            await asyncio.sleep(0.05)
+    finally:
+        client.close()
+    assert bindings(cluster, campaign) == {
+        **{f"v{i}": code for i, code in enumerate(claimed)},
+        "late": last,
+    }
+
+
+@pytest.mark.usefixtures("clean_codes")
+async def test_an_empty_candidate_list_is_refilled_from_mysql(
+    cluster: RunningCluster, gift_codes: GiftCodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    campaign = STEP_CAMPAIGNS["stale"]
+    await gift_codes.mint(campaign, 5)
+    client = cluster.redis(gift_codes.shards.owner(owner_key(campaign))[0])
+    try:
+        client.delete(candidates_key(campaign))  # a shard that came back empty, a reshard
+        faults = StepFaults(monkeypatch)
+        with faults.armed():
+            first = await gift_codes.claim(campaign, "first")
+        assert "mysql BEGIN" in faults.steps, faults.steps  # the transaction, while it refills
+        deadline = time.monotonic() + 5
+        while client.llen(candidates_key(campaign)) == 0:
+            assert time.monotonic() < deadline, "the candidates were not refilled"
+            await asyncio.sleep(0.05)
+        with faults.armed():
+            second = await gift_codes.claim(campaign, "second")
+        assert faults.steps == ["redis EVALSHA", "mysql UPDATE"], faults.steps
+    finally:
+        client.close()
+    assert bindings(cluster, campaign) == {"first": first, "second": second}
 
 
 async def test_mysql_stalled_while_the_visitor_retries(cluster: RunningCluster) -> None:

@@ -68,15 +68,14 @@ async def test_after_a_new_shard_every_unclaimed_code_is_claimable_once(
     assert moved, "the new shard owns none of the test's campaigns"
     mysql = await create_pool(cluster.mysql_dsn, size=4)
     old_shards, new_shards = _shards(before), _shards(after)
+    old_codes, new_codes = GiftCodes(old_shards, mysql), GiftCodes(new_shards, mysql)
     try:
-        old_codes = GiftCodes(old_shards, mysql)
         early: dict[tuple[int, str], str] = {}
         for campaign in CAMPAIGNS:
             await old_codes.mint(campaign, PER_CAMPAIGN)
             early[(campaign, "early")] = await old_codes.claim(campaign, "early")
 
         # No repool first: the new owners have nothing, and need nothing.
-        new_codes = GiftCodes(new_shards, mysql)
         given: list[str] = []
         for campaign in CAMPAIGNS:
             # A visitor who claimed before the move keeps the same code.
@@ -100,6 +99,8 @@ async def test_after_a_new_shard_every_unclaimed_code_is_claimable_once(
             cluster, before, after
         )
     finally:
+        await old_codes.close()
+        await new_codes.close()
         await old_shards.close()
         await new_shards.close()
         mysql.close()
@@ -114,8 +115,8 @@ async def test_a_legacy_claim_map_is_recorded_and_its_pool_never_used(
     campaign = CAMPAIGNS[0]
     mysql = await create_pool(cluster.mysql_dsn, size=4)
     redis = _shards(shards)
+    codes = GiftCodes(redis, mysql)
     try:
-        codes = GiftCodes(redis, mysql)
         await codes.mint(campaign, 4)
         recorded = await codes.claim(campaign, "recorded")
         free = [
@@ -141,6 +142,7 @@ async def test_a_legacy_claim_map_is_recorded_and_its_pool_never_used(
             await codes.claim(campaign, "late")
         assert unclaimed(cluster, campaign) == 0
     finally:
+        await codes.close()
         await redis.close()
         mysql.close()
         await mysql.wait_closed()

@@ -1,0 +1,49 @@
+"""The banner app that bench/giftcode_claims.py serves: the working tree's, or, with
+BENCH_GIFTCODES_REV set, with the gift-code claim (`GiftCodes`) of that git revision swapped in.
+
+    gunicorn -c python:services.common.gunicorn_conf --pythonpath bench giftcode_app:app
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import prometheus_client
+
+from services.banner import app as banner_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def giftcodes_of(rev: str) -> types.ModuleType:
+    """services/banner/giftcodes.py as it was at `rev`, as a module of its own."""
+    source = subprocess.run(
+        ["git", "show", f"{rev}:services/banner/giftcodes.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # Its metrics have the current module's names: kept out of the registry (no duplicates).
+    shim = types.ModuleType("prometheus_client")
+    shim.__dict__.update(prometheus_client.__dict__)
+    shim.Counter = functools.partial(prometheus_client.Counter, registry=None)  # type: ignore[attr-defined]
+    shim.Gauge = functools.partial(prometheus_client.Gauge, registry=None)  # type: ignore[attr-defined]
+    module = types.ModuleType(f"giftcodes_at_{rev}")
+    sys.modules["prometheus_client"] = shim
+    try:
+        exec(compile(source, f"{rev}:services/banner/giftcodes.py", "exec"), module.__dict__)  # noqa: S102
+    finally:
+        sys.modules["prometheus_client"] = prometheus_client
+    return module
+
+
+_rev = os.environ.get("BENCH_GIFTCODES_REV")
+if _rev:
+    banner_app.GiftCodes = giftcodes_of(_rev).GiftCodes  # type: ignore[misc]
+app = banner_app.build_app()
