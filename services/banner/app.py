@@ -28,9 +28,13 @@ async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
     app.state.catalog = catalog
     app.state.images = ImageStore(settings.IMAGES_DIR, cache_size=settings.IMAGE_CACHE_SIZE)
     app.state.visitor_cookies = VisitorCookies(settings.COOKIE_SECRET.get_secret_value())
-    app.state.gift_codes = GiftCodes(shards, pool)
-    async with background(catalog.follow(shards.owner(SETS_CHANNEL)[1])):
-        yield
+    gift_codes = app.state.gift_codes = GiftCodes(shards, pool)
+    try:
+        async with background(catalog.follow(shards.owner(SETS_CHANNEL)[1])):
+            yield
+    finally:
+        # Its background cache writes and refills finish before the pools close.
+        await gift_codes.close()
 
 
 def build_app(settings: BannerSettings | None = None) -> FastAPI:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import pymysql
 from redis import Redis
 
-from services.banner.giftcodes import holders_key, owner_key, text
+from services.banner.giftcodes import owner_key, text
 from services.common.mysql import connect_blocking
 from services.common.ring import ShardRing
 from services.common.settings import parse_shards
@@ -80,10 +80,9 @@ def repool(old: dict[str, str], new: dict[str, str], dsn: str) -> Report:
                     report.bound += _adopt(conn, campaign_id, client.hgetall(key))
                 if kind in {"pool", "claims"}:
                     report.legacy_dropped += client.delete(key)
-                elif (
-                    key == holders_key(campaign_id)
-                    and ring.shard_for(owner_key(campaign_id)) != name
-                ):
+                elif ring.shard_for(owner_key(campaign_id)) != name:
+                    # Every key of a campaign (the bindings cache, the candidates, the refill
+                    # lock) lives on its owner: elsewhere it is left over from before a reshard.
                     report.caches_dropped += client.delete(key)
     finally:
         conn.close()
@@ -110,7 +109,7 @@ def main() -> None:
     print(
         f"{report.bound} legacy claims recorded in MySQL,"
         f" {report.legacy_dropped} legacy pool and claim-map keys deleted,"
-        f" {report.caches_dropped} caches left on shards that no longer own them deleted"
+        f" {report.caches_dropped} keys left on shards that no longer own their campaign deleted"
     )
 
 

@@ -3,67 +3,20 @@ POSTs share batches (group commit)."""
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.counter.conftest import PageOn
+from tests.counter.conftest import PageOn, StartCounter
 from tests.support.cluster import RunningCluster
 from tests.support.load import hammer
-from tests.support.processes import free_port
 
 
 @pytest.fixture
-def commit_instance(cluster: RunningCluster, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    metrics_dir = tmp_path / "metrics"
-    metrics_dir.mkdir()
-    env = {
-        **os.environ,
-        "REDIS_SHARDS": cluster.topo.redis_shards,
-        "MYSQL_DSN": cluster.mysql_dsn,
-        "ADMIN_TOKEN": cluster.admin_token,
-        "COUNTER_ACK": "commit",
-        "WEB_CONCURRENCY": "1",
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-    }
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    proc = subprocess.Popen(
-        [
-            gunicorn,
-            "-c",
-            "python:services.common.gunicorn_conf",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "services.counter.app:app",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise AssertionError("the commit-mode instance exited")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+def commit_instance(cluster: RunningCluster, start_counter: StartCounter) -> str:
+    """A private commit-mode instance on the cluster's shards and MySQL."""
+    return start_counter(cluster.topo.redis_shards, COUNTER_ACK="commit").url
 
 
 async def test_a_post_is_answered_after_redis_has_it(

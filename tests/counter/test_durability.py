@@ -10,7 +10,6 @@ from collections import Counter
 import aiohttp
 import httpx
 
-from services.common.mysql import connect_blocking
 from tests.counter.conftest import (
     CounterInstance,
     ScratchShards,
@@ -19,6 +18,7 @@ from tests.counter.conftest import (
     wait_until,
 )
 from tests.support.cluster import RunningCluster
+from tests.support.faults import mysql_answers
 
 # Entries a killed instance read but did not finish are claimed after this (short, for the test).
 FAST_CLAIM = {"COUNTER_LEDGER_CLAIM_IDLE_S": "2"}
@@ -122,14 +122,6 @@ async def test_batch_mode_sigkill_loses_at_most_the_last_flush_interval(
     assert ledger == in_redis
 
 
-def _mariadb_answers(cluster: RunningCluster) -> bool:
-    try:
-        connect_blocking(cluster.mysql_dsn, timeout_s=1).close()
-    except Exception:  # noqa: BLE001 - any failure to connect means: not yet
-        return False
-    return True
-
-
 async def test_mysql_down_bounds_the_ledger_backlog_with_an_explicit_503(
     cluster: RunningCluster, scratch_shards: ScratchShards, start_counter: StartCounter
 ) -> None:
@@ -162,7 +154,7 @@ async def test_mysql_down_bounds_the_ledger_backlog_with_an_explicit_503(
     assert "ledger" in refused.json()["detail"]
     # Bounded: at most one entry beyond the bound (the script checks before it appends).
     assert int(backlog or 0) < 300 + 200
-    assert await wait_until(lambda: _mariadb_answers(cluster), True, timeout_s=60)
+    assert await wait_until(lambda: mysql_answers(cluster.mysql_dsn), True, timeout_s=60)
     # Once MySQL is back, every accepted visit reaches both stores, exactly once.
     assert await wait_until(
         lambda: _redis_and_ledger(scratch_shards, cluster, behind), (ok, ok), 30

@@ -20,7 +20,6 @@ from functools import partial
 import httpx
 import pytest
 
-from services.common.mysql import connect_blocking
 from tests.counter.conftest import (
     CounterInstance,
     ScratchShards,
@@ -29,6 +28,7 @@ from tests.counter.conftest import (
     wait_until,
 )
 from tests.support.cluster import RunningCluster
+from tests.support.faults import mysql_answers
 
 COMMON = {"COUNTER_CACHE_TTL_S": "0", "COUNTER_LEDGER_CLAIM_IDLE_S": "2"}
 FAST_S = 0.5  # a request that does not wait for the faulty dependency
@@ -165,14 +165,6 @@ async def test_a_shard_refused_or_stalled(
     await _settled(cluster, scratch_shards, probe.accepted)
 
 
-def _mariadb_answers(cluster: RunningCluster) -> bool:
-    try:
-        connect_blocking(cluster.mysql_dsn, timeout_s=1).close()
-    except Exception:  # noqa: BLE001 - any failure to connect means: not yet
-        return False
-    return True
-
-
 @asynccontextmanager
 async def _mysql_fault(cluster: RunningCluster, fault: str) -> AsyncIterator[None]:
     pid = int((await asyncio.to_thread(cluster.ctl, "pid", "mariadb")).strip())
@@ -189,7 +181,7 @@ async def _mysql_fault(cluster: RunningCluster, fault: str) -> AsyncIterator[Non
             await asyncio.to_thread(cluster.ctl, "start", "mariadb")
         else:
             os.kill(pid, signal.SIGCONT)
-        assert await wait_until(lambda: _mariadb_answers(cluster), True, 60)
+        assert await wait_until(lambda: mysql_answers(cluster.mysql_dsn), True, 60)
 
 
 @pytest.mark.parametrize("fault", ["killed", "stalled"])

@@ -11,6 +11,8 @@ from contextlib import contextmanager, suppress
 
 import psutil
 
+from services.common.mysql import connect_blocking
+
 
 def listener_pid(port: int) -> int:
     """The pid of the process listening on 127.0.0.1:port (needs root or the same user)."""
@@ -33,3 +35,12 @@ def stalled(*pids: int) -> Iterator[None]:
         for pid in stopped:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
+
+
+def mysql_answers(dsn: str) -> bool:
+    """MySQL accepts a connection now (after a restart: once its crash recovery is done)."""
+    try:
+        connect_blocking(dsn, timeout_s=1).close()
+    except Exception:  # noqa: BLE001 - any failure to connect means: not yet
+        return False
+    return True
