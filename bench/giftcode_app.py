@@ -45,5 +45,5 @@ def giftcodes_of(rev: str) -> types.ModuleType:
 
 _rev = os.environ.get("BENCH_GIFTCODES_REV")
 if _rev:
-    banner_app.GiftCodes = giftcodes_of(_rev).GiftCodes  # type: ignore[misc]
+    banner_app.GiftCodes = giftcodes_of(_rev).GiftCodes  # type: ignore[attr-defined]
 app = banner_app.build_app()

@@ -180,7 +180,7 @@ def main() -> None:
     def median(name: str, field: str) -> float:
         picked = [r for r in runs if r["name"] == name]
         values = [r["rps"] if field == "rps" else r["latency_ms"][field] for r in picked]
-        return statistics.median(values)
+        return float(statistics.median(values))
 
     ping = median("ping", "rps")
     summary = {
