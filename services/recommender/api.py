@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -11,14 +12,40 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from services.common.auth import require_admin
-from services.common.problems import BadInput, DependencyUnavailable, Unprocessable
+from services.common.problems import (
+    BadInput,
+    DependencyUnavailable,
+    Unprocessable,
+    problem_responses,
+)
 from services.common.responses import OrjsonResponse
 from services.recommender import store
 from services.recommender.cache import RecommendationCache
 from services.recommender.recommending import MYSQL_ERRORS
 
 router = APIRouter()
-UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a positive integer")]
+MAX_USER_ID = 2**63 - 1
+UserId = Annotated[int, Path(ge=1, le=MAX_USER_ID, description="a positive integer")]
+
+
+def _at_most(limit: int) -> str:
+    """A regex for the decimal numbers 1..limit, ASCII digits, no leading zero."""
+    digits = str(limit)
+    shorter = f"[1-9][0-9]{{0,{len(digits) - 2}}}" if len(digits) > 1 else ""
+    same_length = [
+        f"{digits[:i]}[{int(i == 0)}-{int(d) - 1}][0-9]{{{len(digits) - i - 1}}}"
+        for i, d in enumerate(digits)
+        if int(d) > int(i == 0)
+    ]
+    return "(?:" + "|".join(filter(None, [shorter, *same_length, digits])) + ")"
+
+
+# The batch's ids as the schema states them: ASCII digits only (str.isdigit() also takes '²' and
+# '①', which int() refuses, and int() takes Arabic-Indic digits, which are not ids), 1..2^63-1,
+# separated by commas, spaces around them allowed.
+USER_ID_RE = _at_most(MAX_USER_ID)
+USER_IDS_PATTERN = rf"^ *{USER_ID_RE} *(?:, *{USER_ID_RE} *)*$"
+_USER_IDS = re.compile(USER_IDS_PATTERN)
 CATEGORY = r"^[A-Za-z0-9][A-Za-z0-9 &._-]{0,63}$"
 # The client's name for one event (draft-ietf-httpapi-idempotency-key-header): visible ASCII,
 # compared exactly, scoped to the user.
@@ -46,31 +73,82 @@ def _cache(request: Request) -> RecommendationCache:
     return cache
 
 
-@router.get("/recommend/{user_id}")
+class Recommendations(BaseModel):
+    weightage: float
+    search_weight: float
+    purchase_weight: float
+    recommended_categories: list[str]
+    explore_categories: list[str]
+
+
+class Activity(BaseModel):
+    search_count: int
+    purchase_count: int
+
+
+class Recommendation(BaseModel):
+    user_id: int
+    recommendations: Recommendations
+    metadata: Activity
+
+
+class BatchResult(BaseModel):
+    """A recommendation with its `cache`, or `{"user_id", "error": "unavailable"}`."""
+
+    user_id: int
+    recommendations: Recommendations | None = None
+    metadata: Activity | None = None
+    cache: str | None = None
+    error: Literal["unavailable"] | None = None
+
+
+class Batch(BaseModel):
+    successful: int
+    failed: int
+    results: list[BatchResult]
+
+
+class Accepted(BaseModel):
+    status: Literal["accepted"]
+    user_id: int
+
+
+class Invalidated(BaseModel):
+    status: Literal["invalidated"]
+    user_id: int
+
+
+@router.get("/recommend/{user_id}", response_model=Recommendation)
 async def recommend(user_id: UserId, request: Request) -> Response:
     body, source = await _cache(request).get(user_id)
     return OrjsonResponse(body, headers={"X-Cache": source})
 
 
 def _parse_ids(raw: str, limit: int) -> list[int]:
-    ids: list[int] = []
-    for part in raw.split(","):
-        part = part.strip()
-        if not part.isdigit() or not 0 < int(part) < 2**63:
-            raise Unprocessable(
-                f"user_ids must be positive integers separated by commas: {part[:20]!r}"
-            )
-        ids.append(int(part))
+    if not _USER_IDS.fullmatch(raw):
+        bad = next((p for p in raw.split(",") if not re.fullmatch(f" *{USER_ID_RE} *", p)), raw)
+        raise Unprocessable(
+            f"user_ids must be integers 1..2^63-1 (ASCII digits) separated by commas: {bad[:20]!r}"
+        )
+    ids = [int(part) for part in raw.split(",")]
     unique = list(dict.fromkeys(ids))  # duplicates folded, first-seen order kept
     if len(unique) > limit:
         raise BadInput(f"at most {limit} distinct user ids per batch, got {len(unique)}")
     return unique
 
 
-@router.get("/batch-recommend")
+@router.get("/batch-recommend", response_model=Batch, responses=problem_responses(400))
 async def batch_recommend(
     request: Request,
-    user_ids: Annotated[str, Query(min_length=1, max_length=4096, description="e.g. 1,2,3")],
+    user_ids: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=4096,
+            pattern=USER_IDS_PATTERN,
+            description="e.g. 1,2,3: at most RECOMMENDER_BATCH_MAX (100) distinct ids (else 400)",
+        ),
+    ],
 ) -> Response:
     ids = _parse_ids(user_ids, request.app.state.settings.BATCH_MAX)
     answers = await _cache(request).get_many(ids)
@@ -108,7 +186,7 @@ def _fingerprint(event: store.NewEvent) -> str:
     return hashlib.sha256(orjson.dumps(stored)).hexdigest()
 
 
-@router.post("/users/{user_id}/events", status_code=202)
+@router.post("/users/{user_id}/events", status_code=202, response_model=Accepted)
 async def record_event(
     user_id: UserId,
     event: EventIn,
@@ -136,7 +214,12 @@ async def record_event(
     )
 
 
-@router.post("/invalidate-cache/{user_id}", dependencies=[Depends(require_admin)])
+@router.post(
+    "/invalidate-cache/{user_id}",
+    dependencies=[Depends(require_admin)],
+    response_model=Invalidated,
+    responses=problem_responses(401),
+)
 async def invalidate(user_id: UserId, request: Request) -> Response:
     await _cache(request).invalidate(user_id)
     return OrjsonResponse({"status": "invalidated", "user_id": user_id})

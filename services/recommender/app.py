@@ -23,7 +23,9 @@ async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
     settings = kit.settings
     assert isinstance(settings, RecommenderSettings)
     recommender = Recommender(
-        kit.need_mysql(), ScoringRules(settings.WINDOW_DAYS, settings.HALF_LIFE_DAYS)
+        kit.need_mysql(),
+        ScoringRules(settings.WINDOW_DAYS, settings.HALF_LIFE_DAYS),
+        max_events=settings.MAX_EVENTS,
     )
     with contextlib.suppress(*MYSQL_ERRORS):
         await recommender.refresh_popularity()

@@ -7,6 +7,15 @@
 Only computed answers are cached, never an error. With MySQL down, an L2 entry past its freshness
 still answers (`STALE`); without one the request is a 503.
 
+Bounded state: a user without history in the window (an unknown id, anyone can send one) gets
+no L2 entry: their answer is the shared cold-start answer, kept only in the worker's bounded L1
+(a flood of unknown ids costs MySQL lookups, never Redis memory). Every Redis key this cache
+writes has a TTL (entries L2_KEEP_S, versions L2_KEEP_S, locks LOAD_LOCK_S), so a shard's
+`volatile-lru` may evict any of them: an evicted entry is a miss, an evicted version only lets a
+load that raced an invalidation more than L2_KEEP_S ago store its answer. Every in-process map is
+bounded: L1 (L1_SIZE), the recent invalidations (INVALIDATED_MAX), the deferred ones
+(DEFERRED_MAX), the flights (one per user being loaded by this worker's requests in flight).
+
 One load per user at a time: within a worker, concurrent misses wait for the same future; across
 workers and replicas, the first takes a short Redis lock (`rec:lock:<user>`) and the others poll
 L2 for its result, so a stampede for one cold user costs one MySQL query in the whole cluster.
@@ -54,11 +63,18 @@ REDIS_ERRORS = (RedisError, OSError)
 # Invalidations a worker keeps for redelivery while Redis is unreachable; beyond this the oldest
 # is given up (its L2 entry then ages out within RECOMMENDER_L2_TTL_S), so memory stays bounded.
 DEFERRED_MAX = 100_000
+# Users whose recent invalidation a worker remembers (so a load that raced it is not kept in L1).
+INVALIDATED_MAX = 100_000
 # How often deferred invalidations are tried again.
 REDELIVERY_INTERVAL_S = 0.5
 
 LOOKUPS = Counter("recommender_cache_lookups", "Answers by where they came from", ["result"])
 INVALIDATIONS = Counter("recommender_invalidations", "Invalidation messages applied")
+L1_ENTRIES = Gauge(
+    "recommender_l1_entries",
+    "Answers held in the workers' L1 caches (each worker at most RECOMMENDER_L1_SIZE)",
+    multiprocess_mode="livesum",
+)
 DEFERRED = Gauge(
     "recommender_invalidations_deferred",
     "Invalidations waiting for Redis to be delivered again",
@@ -117,6 +133,12 @@ def _text(value: bytes | str | None, default: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def has_history(body: Body) -> bool:
+    """Whether the answer comes from events of the user's (else it is the cold-start answer)."""
+    counts = body.get("metadata", {})
+    return bool(counts.get("search_count") or counts.get("purchase_count"))
+
+
 def _entry(raw: bytes | str | None, version: bytes | str | None) -> L2Entry:
     decoded = orjson.loads(raw) if raw else None
     return L2Entry(
@@ -150,7 +172,7 @@ class RecommendationCache:
         self._deferred: dict[int, None] = {}
         self._flights: dict[int, asyncio.Future[tuple[Body, Source]]] = {}
         # user -> monotonic time of the last invalidation this worker saw
-        self._invalidated: TTLCache[int, float] = TTLCache(maxsize=100_000, ttl=60)
+        self._invalidated: TTLCache[int, float] = TTLCache(maxsize=INVALIDATED_MAX, ttl=60)
 
     def _redis(self, user_id: int) -> Redis:
         return self.shards.owner(str(user_id))[1]
@@ -287,6 +309,7 @@ class RecommendationCache:
         invalidated = self._invalidated.get(user_id)
         if invalidated is None or invalidated < started:
             self.l1[user_id] = body
+            L1_ENTRIES.set(len(self.l1))
 
     # --- Redis --------------------------------------------------------------------------
 
@@ -330,10 +353,17 @@ class RecommendationCache:
         version read before the load (and, for a single-flight loader, the unlock)."""
         now = time.time()
         by_shard: dict[str, list[int]] = defaultdict(list)
-        for user_id in bodies:
+        unlock_only: list[int] = []
+        for user_id, body in bodies.items():
+            if not has_history(body) and seen[user_id].body is None:
+                # Not stored per id: an id without events costs no Redis memory (an entry that
+                # exists, the user's events aged out, is overwritten as before).
+                unlock_only.append(user_id)
             # Without the version (the read failed) a write could resurrect stale data.
-            if seen[user_id].version != "unknown":
+            elif seen[user_id].version != "unknown":
                 by_shard[self.shards.ring.shard_for(str(user_id))].append(user_id)
+        if unlock and unlock_only:
+            await self._unlock(unlock_only)
 
         async def one_shard(shard: str, users: list[int]) -> None:
             async with self.shards.clients[shard].pipeline(transaction=False) as pipe:
@@ -435,6 +465,7 @@ class RecommendationCache:
     def drop_local(self, user_id: int) -> None:
         self._invalidated[user_id] = time.monotonic()
         self.l1.pop(user_id, None)
+        L1_ENTRIES.set(len(self.l1))
 
     async def follow(self) -> None:
         """Keep this worker coherent with the cluster for the life of the app: apply every

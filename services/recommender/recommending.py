@@ -11,16 +11,19 @@ import aiomysql
 
 from services.common.problems import DependencyUnavailable
 from services.recommender import store
-from services.recommender.scoring import ScoringRules, popularity_of, recommend
+from services.recommender.scoring import ScoringRules, popularity_of, recommend_tallies
 
 log = logging.getLogger(__name__)
 MYSQL_ERRORS = (aiomysql.Error, OSError, TimeoutError)
 
 
 class Recommender:
-    def __init__(self, pool: aiomysql.Pool, rules: ScoringRules) -> None:
+    def __init__(
+        self, pool: aiomysql.Pool, rules: ScoringRules, max_events: int = store.MAX_EVENTS
+    ) -> None:
         self.pool = pool
         self.rules = rules
+        self.max_events = max_events
         self.popularity: dict[str, float] = {}
 
     def _window_start(self, now: dt.datetime) -> dt.datetime:
@@ -31,15 +34,27 @@ class Recommender:
         self, user_ids: Sequence[int], timeout_s: float = store.QUERY_TIMEOUT_S
     ) -> dict[int, dict[str, object]]:
         """The users' answers, from one query that ends by `timeout_s`."""
-        now = dt.datetime.now(dt.UTC)
+        return await self.answers(user_ids, dt.datetime.now(dt.UTC), timeout_s)
+
+    async def answers(
+        self, user_ids: Sequence[int], now: dt.datetime, timeout_s: float = store.QUERY_TIMEOUT_S
+    ) -> dict[int, dict[str, object]]:
+        """The users' answers as of `now`."""
         try:
-            events = await store.events_of(
-                self.pool, user_ids, self._window_start(now), timeout_s=timeout_s
+            tallies = await store.events_of(
+                self.pool,
+                user_ids,
+                self._window_start(now),
+                now,
+                timeout_s=timeout_s,
+                max_events=self.max_events,
             )
         except MYSQL_ERRORS as exc:
             raise DependencyUnavailable("MySQL is not answering") from exc
         return {
-            user_id: recommend(user_id, events.get(user_id, []), self.popularity, self.rules, now)
+            user_id: recommend_tallies(
+                user_id, tallies.get(user_id, []), self.popularity, self.rules
+            )
             for user_id in user_ids
         }
 

@@ -14,6 +14,11 @@ recommended_categories: the 3 best scores (ties by name), in that order. explore
 name) that the user has not touched at all in the window. The two lists never overlap. A user with
 no events gets explore categories only. Every search counts, successful or not: a search that
 found nothing still says what the user wants.
+
+Scoring reads tallies, not events: (kind, category, age in days) -> how many. MySQL produces them
+(store.events_of aggregates in SQL, over at most RECOMMENDER_MAX_EVENTS of a user's most recent
+events of each kind), so a miss reads a bounded number of rows whatever a user's history holds;
+`recommend` tallies a list of events the same way, so both give the same answer.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -45,10 +50,35 @@ class ScoringRules:
     half_life_days: float = 14.0
 
     def weight(self, at: dt.datetime, now: dt.datetime) -> float:
-        age_days = max(0, math.floor((now - at).total_seconds() / 86_400))
+        return self.weight_of_age(age_in_days(at, now))
+
+    def weight_of_age(self, age_days: int) -> float:
         if age_days >= self.window_days:
             return 0.0
-        return float(0.5 ** (age_days / self.half_life_days))
+        return float(0.5 ** (max(0, age_days) / self.half_life_days))
+
+
+def age_in_days(at: dt.datetime, now: dt.datetime) -> int:
+    """Whole days of age, never below 0 (clock skew); the SQL in store.events_of computes the
+    same from microseconds."""
+    return max(0, math.floor((now - at).total_seconds() / 86_400))
+
+
+@dataclass(frozen=True)
+class Tally:
+    """`count` events of one kind and category, all `age_days` whole days old."""
+
+    kind: EventKind
+    category: str
+    age_days: int
+    count: int
+
+
+def tally(events: Iterable[Event], now: dt.datetime) -> list[Tally]:
+    counts: dict[tuple[EventKind, str, int], int] = defaultdict(int)
+    for event in events:
+        counts[(event.kind, event.category, age_in_days(event.at, now))] += 1
+    return [Tally(kind, category, age, n) for (kind, category, age), n in counts.items()]
 
 
 def _ranked(scores: Mapping[str, float]) -> list[str]:
@@ -63,23 +93,31 @@ def recommend(
     now: dt.datetime,
 ) -> dict[str, Any]:
     """The response body of GET /recommend/{user_id}."""
+    return recommend_tallies(user_id, tally(events, now), popularity, rules)
+
+
+def recommend_tallies(
+    user_id: int, tallies: Sequence[Tally], popularity: Mapping[str, float], rules: ScoringRules
+) -> dict[str, Any]:
+    """The response body of GET /recommend/{user_id} from the user's tallies. Summed in one
+    canonical order, so the answer does not depend on the order the rows came in."""
     scores: dict[str, float] = defaultdict(float)
     touched: set[str] = set()
     search_weight = purchase_weight = 0.0
     searches = purchases = 0
-    for event in events:
-        weight = rules.weight(event.at, now)
+    for t in sorted(tallies, key=lambda t: (t.kind, t.category, t.age_days)):
+        weight = rules.weight_of_age(t.age_days)
         if weight == 0.0:
             continue
-        touched.add(event.category)
-        if event.kind == "search":
-            searches += 1
-            search_weight += weight
-            scores[event.category] += weight
+        touched.add(t.category)
+        if t.kind == "search":
+            searches += t.count
+            search_weight += t.count * weight
+            scores[t.category] += t.count * weight
         else:
-            purchases += 1
-            purchase_weight += PURCHASE_FACTOR * weight
-            scores[event.category] += PURCHASE_FACTOR * weight
+            purchases += t.count
+            purchase_weight += PURCHASE_FACTOR * t.count * weight
+            scores[t.category] += PURCHASE_FACTOR * t.count * weight
     recommended = _ranked(scores)[:RECOMMENDED]
     explore = [c for c in _ranked(popularity) if c not in touched][:EXPLORE]
     return {

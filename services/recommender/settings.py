@@ -22,3 +22,6 @@ class RecommenderSettings(ServiceSettings):
     LOAD_LOCK_S: float = Field(2.0, gt=0, le=60)
     POPULARITY_REFRESH_S: float = Field(60.0, gt=0, le=86_400)
     BATCH_MAX: int = Field(100, ge=1, le=1000)
+    # A miss reads at most this many of a user's most recent searches, and as many purchases, in
+    # the window (aggregated in SQL): older ones do not count. Bounds every miss's work.
+    MAX_EVENTS: int = Field(1_000, ge=1, le=100_000)

@@ -25,7 +25,7 @@ from prometheus_client import Counter
 from pymysql.constants.ER import DUP_ENTRY
 from pymysql.err import IntegrityError
 
-from services.recommender.scoring import Event, EventKind
+from services.recommender.scoring import EventKind, Tally
 
 QUERIES = Counter("recommender_mysql_queries", "Queries sent to MySQL", ["query"])
 # A request waits at most this long for MySQL in all (connection, query, reply); longer counts
@@ -62,25 +62,62 @@ async def _connection(pool: aiomysql.Pool, timeout_s: float) -> AsyncIterator[ai
             raise
 
 
+# The most recent events of each kind a miss reads per user (RECOMMENDER_MAX_EVENTS): older ones
+# in the window do not count. Bounds MySQL's work, the reply and the loader's memory per miss.
+MAX_EVENTS = 1_000
+# The global popularity keeps the top categories only: explore picks 2 of them that the user has
+# not touched, so 100 answer exactly for anyone who touched fewer than 99 of them, and the map
+# stays this size however many distinct categories events bring.
+POPULARITY_TOP = 100
+
+
+def _recent(table: str, at: str) -> str:
+    kind = "search" if table == "searches" else "purchase"
+    # Binary: scoring tells categories apart exactly (the column's collation would fold case
+    # and trailing spaces). Index order (user_id, time, id), read backwards: at most %s rows.
+    return (
+        f"(SELECT '{kind}' AS kind, CAST(category AS BINARY) AS category, {at} AS at"
+        f" FROM {table} WHERE user_id = %s AND {at} >= %s"
+        f" ORDER BY {at} DESC, id DESC LIMIT %s)"
+    )
+
+
 async def events_of(
-    pool: aiomysql.Pool, user_ids: Sequence[int], since: dt.datetime, *, timeout_s: float
-) -> dict[int, list[Event]]:
-    """Every user's events since `since`, in one query."""
-    marks = ", ".join(["%s"] * len(user_ids))
+    pool: aiomysql.Pool,
+    user_ids: Sequence[int],
+    since: dt.datetime,
+    now: dt.datetime,
+    *,
+    timeout_s: float,
+    max_events: int = MAX_EVENTS,
+) -> dict[int, list[Tally]]:
+    """Every user's tallies of (kind, category, whole days of age) over their most recent
+    `max_events` searches and `max_events` purchases since `since`, in one query: MySQL reads at
+    most 2 x max_events index entries per user and sends at most that many rows."""
+    parts: list[str] = []
+    params: list[object] = []
+    for user_id in user_ids:
+        for table, at in (("searches", "searched_at"), ("purchases", "purchased_at")):
+            parts.append(
+                f"SELECT {user_id:d} AS user_id, kind, category, at FROM {_recent(table, at)} AS r"
+            )
+            params += [user_id, since, max_events]
+    # Whole days as scoring counts them: floor(age / 1 day), from microseconds (DIV truncates,
+    # and a negative age, clock skew, is 0).
     sql = (
-        f"SELECT user_id, 'search', category, searched_at FROM searches"
-        f" WHERE user_id IN ({marks}) AND searched_at >= %s"
-        f" UNION ALL"
-        f" SELECT user_id, 'purchase', category, purchased_at FROM purchases"
-        f" WHERE user_id IN ({marks}) AND purchased_at >= %s"
+        "SELECT user_id, kind, category,"
+        " GREATEST(0, TIMESTAMPDIFF(MICROSECOND, at, %s) DIV 86400000000) AS age, COUNT(*)"
+        f" FROM ({' UNION ALL '.join(parts)}) AS recent"
+        " GROUP BY user_id, kind, category, age"
     )
     QUERIES.labels("user_events").inc()
     async with _connection(pool, timeout_s) as conn, conn.cursor() as cur:
-        await cur.execute(sql, (*user_ids, since, *user_ids, since))
+        await cur.execute(sql, (now.astimezone(dt.UTC).replace(tzinfo=None), *params))
         rows = await cur.fetchall()
-    found: dict[int, list[Event]] = defaultdict(list)
-    for user_id, kind, category, at in rows:
-        found[int(user_id)].append(Event(kind, category, at.replace(tzinfo=dt.UTC)))
+    found: dict[int, list[Tally]] = defaultdict(list)
+    for user_id, kind, category, age, count in rows:
+        name = category.decode() if isinstance(category, bytes) else str(category)
+        found[int(user_id)].append(Tally(kind, name, int(age), int(count)))
     return found
 
 
@@ -94,8 +131,9 @@ async def popularity_counts(pool: aiomysql.Pool, since: dt.datetime) -> list[tup
             " UNION ALL"
             " SELECT category, 0, COUNT(*) FROM purchases"
             "  WHERE purchased_at >= %s GROUP BY category"
-            ") AS counted GROUP BY category",
-            (since, since),
+            ") AS counted GROUP BY category"
+            " ORDER BY SUM(s) + 3 * SUM(p) DESC, category LIMIT %s",
+            (since, since, POPULARITY_TOP),
         )
         return [(c, int(s), int(p)) for c, s, p in await cur.fetchall()]
 

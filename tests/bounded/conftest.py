@@ -1,0 +1,151 @@
+"""Shared pieces of the bounded-state tests: floods through the gateway's internal listener,
+private instances with small bounds, and reading what the stores and processes hold."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.support.cluster import RunningCluster
+from tests.support.processes import free_port
+
+
+def metric(base_url: str, name: str) -> float:
+    """The sum of a metric's samples on one instance (0 when absent)."""
+    text = httpx.get(f"{base_url}/metrics", timeout=5).text
+    found = re.findall(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", text, re.MULTILINE)
+    return sum(float(v) for v in found)
+
+
+def keys_matching(cluster: RunningCluster, pattern: str) -> list[tuple[str, redis.Redis]]:
+    """Every key matching the pattern on every shard (SCAN, never KEYS)."""
+    found = []
+    for shard in cluster.topo.shard_names:
+        client = cluster.redis(shard)
+        found += [(k.decode(), client) for k in client.scan_iter(match=pattern, count=1000)]
+    return found
+
+
+Request = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
+
+
+def get(path: str, **params: str) -> Request:
+    async def send(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.get(path, params=params)
+
+    return send
+
+
+def post(path: str) -> Request:
+    async def send(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.post(path)
+
+    return send
+
+
+async def flood(
+    requests: Iterable[Request],
+    base_url: str,
+    *,
+    concurrency: int = 16,
+    deadline_s: float = 120,
+) -> list[int]:
+    """Send every request with `concurrency` at once; their statuses. Fails past the deadline."""
+    queue = collections.deque(requests)
+    statuses: list[int] = []
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while queue:
+            statuses.append((await queue.popleft()(client)).status_code)
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+        async with asyncio.timeout(deadline_s):
+            await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+    return statuses
+
+
+async def poll(
+    probe: Callable[[], object], ok: Callable[[object], bool], timeout_s: float
+) -> object:
+    """probe() (blocking, in a thread) until ok(value) or the deadline; the last value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await asyncio.to_thread(probe)
+        if ok(value) or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.2)
+
+
+StartService = Callable[..., str]
+
+
+@pytest.fixture
+def start_service(cluster: RunningCluster, tmp_path: Path) -> Iterator[StartService]:
+    """start_service("recommender", RECOMMENDER_L1_SIZE="200", ...): a private instance (one
+    worker) on the cluster's shards and MySQL; its URL. Stopped with SIGTERM afterwards."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(service: str, **env: str) -> str:
+        port = free_port()
+        metrics_dir = tmp_path / f"metrics-{port}"
+        metrics_dir.mkdir()
+        topo = cluster.topo
+        shards = ",".join(
+            f"{name}=redis://127.0.0.1:{port}"
+            for name, port in zip(topo.shard_names, topo.redis_ports, strict=True)
+        )
+        full_env = {
+            **os.environ,
+            "MYSQL_DSN": cluster.mysql_dsn,
+            "ADMIN_TOKEN": cluster.admin_token,
+            "REDIS_SHARDS": shards,
+            "ENVIRONMENT": "test",
+            "WEB_CONCURRENCY": "1",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            **env,
+        }
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        log = tmp_path / f"{service}-{port}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [
+                    gunicorn,
+                    "-c",
+                    "python:services.common.gunicorn_conf",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    f"services.{service}.app:app",
+                ],
+                env=full_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/readyz").status_code == 200:
+                    return url
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{service} did not start: see {log}")
+            time.sleep(0.1)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(40)
