@@ -72,12 +72,14 @@ class FileReport:
 
 
 def _int(value: str, limit: int, what: str) -> int:
-    if not value.isdigit():
+    # ASCII digits only: str.isdigit() also takes '²' or '①', which int() refuses (the ingest
+    # aborted on such a row), and int() takes other scripts' digits, which are no ids. The length
+    # before int(): it refuses more than 4,300 digits, and no id in range has more than 19.
+    if not (value.isascii() and value.isdigit()):
         raise Malformed(f"{what} is not a positive integer: {value[:40]!r}")
-    number = int(value)
-    if not 0 < number <= limit:
+    if len(value) > len(str(limit)) or not 0 < int(value) <= limit:
         raise Malformed(f"{what} out of range: {value[:40]!r}")
-    return number
+    return int(value)
 
 
 def _revenue(value: str) -> Decimal:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from services.banner import ingest
 from services.common.mysql import connect_blocking
 from tests.support.cluster import RunningCluster
 from tests.support.datasets import Dataset
@@ -179,3 +180,28 @@ def test_an_ingest_killed_before_its_sets_committed_recomputes_them_on_rerun(
     assert set(banners) <= set(range(91001, 91007))
     # Now in step: a third run loads and recomputes nothing.
     assert "nothing new: the sets are unchanged" in _ingest(cluster, tmp_path)
+
+
+def test_unicode_digits_and_overlong_ids_are_malformed_rows_not_an_abort() -> None:
+    """'²' and '①' pass str.isdigit() but not int(); int() takes U+0661 (Arabic-Indic one) and
+    refuses 5,000 digits: each is one malformed row, and the valid rows around them load."""
+    rows = [
+        "9001,101,1001",
+        "\u00b2,101,1001",
+        "9002,\u2460,1001",
+        "9003,101,\u0661",
+        "9" * 5000 + ",101,1001",
+        f"{2**63},101,1001",
+        f"9004,{2**32},1001",
+        "0,101,1001",
+        "9005,101,1001",
+    ]
+    report = ingest.FileReport("1/clicks_1.csv")
+    parsed = ingest.parse("clicks", "click_id,banner_id,campaign_id\n" + "\n".join(rows), report)
+    assert parsed == [(9001, 101, 1001), (9005, 101, 1001)]
+    assert [line for line, _ in report.malformed] == [3, 4, 5, 6, 7, 8, 9]
+    reasons = dict(report.malformed)
+    assert reasons[3] == "click_id is not a positive integer: '\u00b2'"
+    assert reasons[5] == "campaign_id is not a positive integer: '\u0661'"
+    assert reasons[6].startswith("click_id out of range: '9999")
+    assert reasons[8] == f"banner_id out of range: '{2**32}'"
