@@ -4,23 +4,41 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from services.aggregator import fanout
 from services.aggregator.compose import Peers, compose
 from services.aggregator.upstream import Outcome, Upstream
 from services.common.logs import request_id_var
-from services.common.problems import Unprocessable, problem
+from services.common.problems import MAXIMUM_SETTING, Unprocessable, problem, problem_responses
 from services.common.requestctx import arrived_at
 from services.common.responses import OrjsonResponse
 from services.counter.pages import PAGE_ID_PATTERN
 
 router = APIRouter()
-# The contract's parameter is `timeout`; the Python name says its unit.
-Timeout = Annotated[
-    int, Query(gt=0, alias="timeout", description="the caller's deadline in milliseconds")
-]
-OptionalTimeout = Annotated[int | None, Query(gt=0, alias="timeout")]
+# The contract's parameter is `timeout`; the Python name says its unit. Its bound is the
+# deployment's AGGREGATOR_MAX_TIMEOUT_MS, stated in the OpenAPI document (problems.py).
+_TIMEOUT = {
+    "gt": 0,
+    "alias": "timeout",
+    "description": "the caller's deadline in milliseconds, at most AGGREGATOR_MAX_TIMEOUT_MS",
+    "json_schema_extra": {MAXIMUM_SETTING: "MAX_TIMEOUT_MS"},
+}
+Timeout = Annotated[int, Query(**_TIMEOUT)]
+OptionalTimeout = Annotated[int | None, Query(**_TIMEOUT)]
+# The fan-out's honest failures: every call failed (502), the deadline passed first (504).
+FANOUT_ERRORS = problem_responses(502, 504)
+
+
+class PageOut(BaseModel):
+    """The parts that arrived (null for the others) and, per missing part, why."""
+
+    page_id: str
+    visits: dict[str, Any] | None
+    banner: dict[str, Any] | None
+    recommendations: dict[str, Any] | None
+    errors: dict[str, str]
 
 
 def _deadline(request: Request, timeout_ms: int) -> float:
@@ -53,22 +71,22 @@ async def _run(
     return OrjsonResponse(result)
 
 
-@router.get("/api/all")
+@router.get("/api/all", response_model=list[dict[str, Any]], responses=FANOUT_ERRORS)
 async def all_calls(request: Request, timeout_ms: Timeout) -> Response:
     return await _run(request, timeout_ms, fanout.fan_all)
 
 
-@router.get("/api/first")
+@router.get("/api/first", response_model=dict[str, Any], responses=FANOUT_ERRORS)
 async def first_call(request: Request, timeout_ms: Timeout) -> Response:
     return await _run(request, timeout_ms, fanout.fan_first)
 
 
-@router.get("/api/within-timeout")
+@router.get("/api/within-timeout", response_model=list[dict[str, Any]], responses=FANOUT_ERRORS)
 async def within_timeout(request: Request, timeout_ms: Timeout) -> Response:
     return await _run(request, timeout_ms, fanout.fan_within)
 
 
-@router.get("/api/smart")
+@router.get("/api/smart", response_model=dict[str, Any], responses=FANOUT_ERRORS)
 async def smart(request: Request, timeout_ms: OptionalTimeout = None) -> Response:
     settings = request.app.state.settings
     return await _run(
@@ -76,10 +94,10 @@ async def smart(request: Request, timeout_ms: OptionalTimeout = None) -> Respons
     )
 
 
-@router.get("/api/page/{page_id}")
+@router.get("/api/page/{page_id}", response_model=PageOut, responses=FANOUT_ERRORS)
 async def page(
     request: Request,
-    page_id: Annotated[str, Path(pattern=PAGE_ID_PATTERN)],
+    page_id: Annotated[str, Path(pattern=PAGE_ID_PATTERN, min_length=1, max_length=128)],
     campaign_id: Annotated[int | None, Query(ge=1, le=2**32 - 1)] = None,
     user_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
     timeout_ms: OptionalTimeout = None,

@@ -10,10 +10,14 @@
      ├── DependencyUnavailable   503  Redis, MySQL or a peer did not answer
      └── DeadlineExceeded        504  the caller's deadline passed
 
-Validation errors from FastAPI become 422 and starlette's HTTP errors keep their status. A Redis
-or MySQL connection failure or timeout that a route did not handle itself is a 503. Anything
-unforeseen is caught by the request-context middleware (requestctx.py): a 500 problem naming the
-request id, the stack trace in the log only.
+Validation errors from FastAPI become 422 and starlette's HTTP errors keep their status (a 405
+lists every method the path takes in `Allow`). A Redis or MySQL connection failure or timeout
+that a route did not handle itself is a 503. Anything unforeseen is caught by the request-context
+middleware (requestctx.py): a 500 problem naming the request id, the stack trace in the log only.
+
+The OpenAPI document says the same: every error a route declares (`problem_responses(...)`), the
+422 of its validation and the 429/503 any route may answer are `application/problem+json` with
+the `Problem` schema (`install_handlers` rewrites FastAPI's generated document).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from services.common.logs import request_id_var
 from services.common.responses import ProblemResponse
@@ -103,15 +108,106 @@ def problem(
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "an RFC 9457 problem document",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "request_id": {"type": "string"},
+        "errors": {},
+    },
+}
+_PROBLEM_CONTENT = {
+    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+}
+# Answers any route may give: the in-flight cap (429) and a data store that did not answer (503).
+ANY_ROUTE = (429, 503)
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route that answers these error statuses (problem+json)."""
+    return {status: _problem_entry(status) for status in statuses}
+
+
+def _problem_entry(status: int, description: str | None = None) -> dict[str, Any]:
+    return {"description": description or HTTPStatus(status).phrase, "content": _PROBLEM_CONTENT}
+
+
+def _document_problems(schema: dict[str, Any]) -> None:
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            for status in ANY_ROUTE:
+                responses.setdefault(str(status), _problem_entry(status))
+            for code, entry in responses.items():
+                if code[:1] in ("4", "5"):
+                    entry["content"] = _PROBLEM_CONTENT
+                    if code == "422":
+                        entry["description"] = "the request does not match the API"
+    # FastAPI's own validation-error shapes are never sent (the 422 is a problem document).
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+
+
+# A bound that is a setting: `Query(json_schema_extra={MAXIMUM_SETTING: "MAX_TIMEOUT_MS"})` puts
+# the deployment's value into the document as `maximum`, so the schema states the real limit.
+MAXIMUM_SETTING = "x-maximum-setting"
+
+
+def _resolve_settings(node: Any, settings: Any) -> None:
+    if isinstance(node, dict):
+        name = node.pop(MAXIMUM_SETTING, None)
+        if name is not None:
+            node["maximum"] = getattr(settings, name)
+        for value in node.values():
+            _resolve_settings(value, settings)
+    elif isinstance(node, list):
+        for value in node:
+            _resolve_settings(value, settings)
+
+
+def _install_openapi(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            _document_problems(schema)
+            _resolve_settings(schema, getattr(app.state, "settings", None))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _allowed_methods(request: Request) -> str:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
+
+
 async def _service_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
     return problem(exc.status, exc.detail, headers=exc.headers)
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
-    return problem(exc.status_code, detail, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # starlette names the methods of the first route of the path only.
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return problem(exc.status_code, detail, headers=headers)
 
 
 async def _store_unavailable(_: Request, exc: Exception) -> Response:
@@ -129,6 +225,7 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
 
 
 def install_handlers(app: FastAPI) -> None:
+    _install_openapi(app)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel
 from starlette.responses import Response
 
-from services.common.problems import DependencyUnavailable
+from services.common.problems import DependencyUnavailable, problem_responses
 from services.common.responses import OrjsonResponse
 from services.counter import store
 from services.counter.counting import MYSQL_ERRORS, VisitCounter
@@ -15,8 +16,37 @@ from services.counter.pages import PAGE_ID_PATTERN
 
 router = APIRouter()
 PageId = Annotated[
-    str, Path(pattern=PAGE_ID_PATTERN, description="1..128 characters of [A-Za-z0-9._~-]")
+    str,
+    Path(
+        pattern=PAGE_ID_PATTERN,
+        min_length=1,
+        max_length=128,
+        description="1..128 characters of [A-Za-z0-9._~-]",
+    ),
 ]
+
+
+# The documented answers (the routes build their bodies themselves, for speed).
+class VisitRecorded(BaseModel):
+    status: Literal["success", "accepted"]
+    message: str
+
+
+class Visits(BaseModel):
+    visits: int
+    served_via: str
+    degraded: bool = False
+
+
+class DailyCount(BaseModel):
+    day: dt.date
+    visits: int
+
+
+class DailyVisits(BaseModel):
+    page_id: str
+    days: list[DailyCount]
+    total: int
 
 
 def _counter(request: Request) -> VisitCounter:
@@ -24,7 +54,11 @@ def _counter(request: Request) -> VisitCounter:
     return counter
 
 
-@router.post("/visits/{page_id}")
+@router.post(
+    "/visits/{page_id}",
+    response_model=VisitRecorded,
+    responses={202: {"model": VisitRecorded, "description": "queued: applied once Redis answers"}},
+)
 @router.post("/visit/{page_id}", include_in_schema=False)
 async def record_visit(page_id: PageId, request: Request) -> Response:
     counter = _counter(request)
@@ -43,7 +77,7 @@ async def record_visit(page_id: PageId, request: Request) -> Response:
     return OrjsonResponse({"status": "success", "message": f"Visit recorded for page {page_id}"})
 
 
-@router.get("/visits/{page_id}")
+@router.get("/visits/{page_id}", response_model=Visits)
 async def read_visits(page_id: PageId, request: Request) -> Response:
     reading = await _counter(request).read(page_id)
     body: dict[str, object] = {"visits": reading.visits, "served_via": reading.served_via}
@@ -52,7 +86,7 @@ async def read_visits(page_id: PageId, request: Request) -> Response:
     return OrjsonResponse(body)
 
 
-@router.get("/visits/{page_id}/daily")
+@router.get("/visits/{page_id}/daily", response_model=DailyVisits, responses=problem_responses(503))
 async def daily_visits(
     page_id: PageId,
     request: Request,
