@@ -290,6 +290,13 @@ def render_supervisor(
             "no",
             "--protected-mode",
             "yes",
+            # A bound, and writes refused at it rather than keys evicted: an evicted key would be
+            # a lost count. The counters then hold that shard's visits (up to their per-shard
+            # cap, then 503) and the caches miss; RedisShardNearlyFull warns at 80 %.
+            "--maxmemory",
+            topo.settings.REDIS_MAXMEMORY,
+            "--maxmemory-policy",
+            "noeviction",
         ]
         sections.append(
             _program(name, command, log=log_for(name), autostart=True, priority=10, stopwait=30)

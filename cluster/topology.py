@@ -63,6 +63,8 @@ class ClusterSettings(BaseSettings):
     TRUSTED_PROXIES: str = ""
     # Users the demo recommender data has (generated once, when the tables are empty).
     RECOMMENDER_USERS: int = Field(10_000, ge=1)
+    # Each local shard's memory bound (redis-server --maxmemory): docs/reliability.md.
+    REDIS_MAXMEMORY: str = Field("256mb", pattern=r"^\d+(kb|mb|gb)$")
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,23 @@ class MysqlTarget:
 
     @classmethod
     def from_dsn(cls, dsn: str) -> MysqlTarget:
-        parts = urlsplit(dsn)
+        # Never a fragment of the DSN in the message: it holds a password, and a password with a
+        # '/' or '#' cut by the URL parser would surface as the "port" in its own error.
+        malformed = ValueError(
+            "MYSQL_DSN must look like mysql://user:password@host:port/database (its value is not"
+            " shown; percent-encode '/', '@', ':', '#' and '?' in the password)"
+        )
+        try:
+            parts = urlsplit(dsn)
+            port = parts.port
+        except ValueError:
+            raise malformed from None
         if parts.scheme != "mysql" or not parts.path.strip("/"):
-            raise ValueError("MYSQL_DSN must look like mysql://user:password@host:port/database")
+            raise malformed
         socket = parse_qs(parts.query).get("unix_socket", [None])[0]
         return cls(
             host=parts.hostname or "127.0.0.1",
-            port=parts.port or 3306,
+            port=port or 3306,
             user=unquote(parts.username or "root"),
             password=unquote(parts.password or ""),
             database=parts.path.strip("/"),

@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.common import placeholders
+from services.common.mysql import MysqlTarget
+
 SHARD_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 REDIS_URL = re.compile(r"^(redis|rediss|unix)://.+")
-# Words of the placeholders people copy from examples (.env.example says "change-me-..."): a
-# cluster outside development refuses to start with one of them.
-PLACEHOLDER_WORDS = ("changeme", "changethis", "placeholder", "example")
 
 
 def parse_shards(raw: str) -> dict[str, str]:
@@ -41,7 +41,11 @@ def parse_shards(raw: str) -> dict[str, str]:
 class ServiceSettings(BaseSettings):
     """The base every service's settings class extends."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, env_file=None)
+    # hide_input_in_errors: a refused value is never echoed into the start-up error (a malformed
+    # MYSQL_DSN holds a password).
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, env_file=None, hide_input_in_errors=True
+    )
 
     ENVIRONMENT: Literal["development", "test", "production"] = Field(
         "development", validation_alias="ENVIRONMENT"
@@ -89,16 +93,27 @@ class ServiceSettings(BaseSettings):
     @field_validator("MYSQL_DSN")
     @classmethod
     def _check_dsn(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("mysql://"):
-            raise ValueError("MYSQL_DSN must look like mysql://user:password@host:port/database")
+        if value:
+            MysqlTarget.from_dsn(value)  # refuses a malformed one without showing it
         return value or None
 
     @model_validator(mode="after")
-    def _refuse_weak_token(self) -> ServiceSettings:
-        token = self.ADMIN_TOKEN.get_secret_value()
-        if len(token) < 16:
-            raise ValueError("ADMIN_TOKEN must be at least 16 characters")
-        folded = re.sub(r"[^a-z]", "", token.lower())
-        if self.ENVIRONMENT != "development" and any(w in folded for w in PLACEHOLDER_WORDS):
-            raise ValueError("ADMIN_TOKEN is a placeholder; set a real secret")
+    def _refuse_weak_secrets(self) -> ServiceSettings:
+        """Every secret (each SecretStr setting, and MYSQL_DSN's password) at least 16
+        characters, and outside development never a placeholder (placeholders.py)."""
+        for name, value in vars(self).items():
+            if not isinstance(value, SecretStr):
+                continue
+            env = f"{self.model_config.get('env_prefix', '')}{name}"
+            alias = type(self).model_fields[name].validation_alias
+            env = alias if isinstance(alias, str) else env
+            secret = value.get_secret_value()
+            if len(secret) < placeholders.MIN_LENGTH:
+                raise ValueError(f"{env} must be at least {placeholders.MIN_LENGTH} characters")
+            if self.ENVIRONMENT != "development" and placeholders.is_placeholder(secret):
+                raise ValueError(f"{env} is a placeholder; set a real secret")
+        if self.MYSQL_DSN and self.ENVIRONMENT != "development":
+            password = MysqlTarget.from_dsn(self.MYSQL_DSN).password
+            if placeholders.is_placeholder(password):
+                raise ValueError("MYSQL_DSN's password is a placeholder; set a real secret")
         return self

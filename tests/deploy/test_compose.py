@@ -168,3 +168,48 @@ def test_make_env_writes_every_secret_compose_needs_and_no_placeholder(tmp_path:
     # A second run must not overwrite the secrets of a running stack.
     again = subprocess.run([str(ROOT / "scripts" / "make-env.sh"), str(target)], check=False)
     assert again.returncode != 0
+
+
+@pytest.mark.parametrize("name", ["redis_7070", "redis_7071", "mysql", *QUARTET, "migrate"])
+def test_the_datastores_are_hardened_like_the_services(name: str) -> None:
+    spec = SERVICES_OF_COMPOSE[name]
+    assert spec["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in spec["security_opt"]
+    assert spec["read_only"] is True
+    if name.startswith("redis") or name == "mysql":
+        # Not root from the start: the images' entrypoints then need no chown, su-exec or gosu,
+        # which cap_drop ALL would refuse.
+        assert not str(spec["user"]).startswith("0")
+
+
+def test_every_shard_has_a_memory_bound_below_its_limit_and_never_evicts() -> None:
+    for name in ("redis_7070", "redis_7071"):
+        spec = SERVICES_OF_COMPOSE[name]
+        command = spec["command"]
+        bound = command[command.index("--maxmemory") + 1]
+        assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+        limit = spec["deploy"]["resources"]["limits"]["memory"]
+        assert _bytes(bound) < _bytes(limit) * 0.75  # room for the AOF rewrite's fork
+
+
+def _bytes(size: str) -> int:
+    found = re.fullmatch(r"(\d+)([kmgKMG])[bB]?", size)
+    assert found is not None, size
+    return int(found[1]) << (10 * (1 + "kmg".index(found[2].lower())))
+
+
+def test_nothing_holding_a_secret_starts_before_the_secrets_check() -> None:
+    check = SERVICES_OF_COMPOSE["secrets-check"]
+    checked = set(check["entrypoint"][3:])
+    assert checked == set(check["environment"]) - {"ENVIRONMENT"}
+    assert check["network_mode"] == "none"
+    # Every secret .env.example leaves to be set is checked.
+    example = (ROOT / ".env.example").read_text()
+    placeholders = set(re.findall(r"^([A-Z_]+)=change-me", example, re.M))
+    assert placeholders <= checked
+    for name in ("mysql", "grafana"):
+        assert SERVICES_OF_COMPOSE[name]["depends_on"]["secrets-check"] == {
+            "condition": "service_completed_successfully"
+        }
+    # The services come after mysql (migrate waits for it), so after the check too.
+    assert "mysql" in SERVICES_OF_COMPOSE["migrate"]["depends_on"]
