@@ -5,7 +5,7 @@ import html
 import random
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from prometheus_client import Counter
 from pydantic import BaseModel, Field
 from starlette.responses import HTMLResponse, Response
@@ -14,9 +14,9 @@ from services.banner.catalog import Catalog
 from services.banner.giftcodes import GiftCodes
 from services.banner.images import ImageStore
 from services.banner.rules import BannerSet, quarter_of
-from services.banner.visitors import COOKIE, MAX_AGE_S, Visitor, VisitorCookies
+from services.banner.visitors import COOKIE, Visitor, VisitorCookies
 from services.common.auth import require_admin
-from services.common.problems import BadInput, NotFound, ServiceError, problem
+from services.common.problems import BadInput, NotFound, Unprocessable, problem
 from services.common.responses import OrjsonResponse
 
 router = APIRouter()
@@ -26,6 +26,32 @@ PICKS = Counter(
 CampaignId = Annotated[int, Path(ge=1, le=2**32 - 1, description="a positive integer")]
 ImageName = Annotated[str, Path(pattern=r"^image_[1-9][0-9]{0,9}\.png$")]
 _pick = random.Random()  # not for secrets: a fair pick among a handful of banners
+# The admin's name for one mint (draft-ietf-httpapi-idempotency-key-header): visible ASCII,
+# compared exactly, scoped to the campaign, remembered for giftcodes.MINT_KEY_RETENTION_S.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[\x21-\x7e]{1,255}$",
+        description="a retry with the same key mints once and gets the first answer",
+    ),
+]
+# Why a claim is refused: the claim must come from a visitor the campaign's banner was served to.
+# cookie origin -> (the problem's `reason`, its detail)
+NOT_SERVED = {
+    "none": (
+        "no_cookie",
+        "no visitor cookie: a gift code goes to a visitor the campaign's banner was shown to;"
+        " view the campaign first",
+    ),
+    "invalid": (
+        "invalid_cookie",
+        "the visitor cookie is not valid (altered, or signed with another secret): view"
+        " the campaign first",
+    ),
+    "expired": ("expired_cookie", "the visitor cookie has expired: view the campaign first"),
+    "valid": ("not_served", "this visitor was not shown campaign {campaign}: view it first"),
+}
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Campaign {campaign}</title></head>
@@ -69,12 +95,7 @@ def _choose(banner_set: BannerSet, visitor: Visitor) -> int:
 
 def _remember(request: Request, response: Response, visitor: Visitor) -> Response:
     if visitor.changed:
-        # Written by hand: the value holds only cookie-safe characters (visitors.py), and
-        # starlette's set_cookie goes through http.cookies, a measurable cost on every view.
-        value = _cookies(request).dump(visitor)
-        response.headers.append(
-            "set-cookie", f"{COOKIE}={value}; Max-Age={MAX_AGE_S}; Path=/; HttpOnly; SameSite=lax"
-        )
+        response.headers.append("set-cookie", _cookies(request).set_cookie(visitor))
     return response
 
 
@@ -155,16 +176,29 @@ async def image(name: ImageName, request: Request) -> Response:
     status_code=201,
     dependencies=[Depends(require_admin)],
 )
-async def mint_gift_codes(campaign_id: CampaignId, body: MintRequest, request: Request) -> Response:
+async def mint_gift_codes(
+    campaign_id: CampaignId,
+    body: MintRequest,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     limit: int = request.app.state.settings.MAX_MINT
     if body.count > limit:
         raise BadInput(f"at most {limit} codes per request")
     if campaign_id not in _catalog(request).campaign_ids:
         raise NotFound(f"no campaign {campaign_id}")
     codes: GiftCodes = request.app.state.gift_codes
-    minted, available = await codes.mint(campaign_id, body.count)
+    result = await codes.mint(campaign_id, body.count, key=idempotency_key)
+    if result.requested != body.count:
+        raise Unprocessable(
+            f"this Idempotency-Key was used for a mint of {result.requested} codes of campaign"
+            f" {campaign_id}, not {body.count}"
+        )
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     return OrjsonResponse(
-        {"campaign_id": campaign_id, "minted": minted, "available": available}, status_code=201
+        {"campaign_id": campaign_id, "minted": result.minted, "available": result.available},
+        status_code=201,
+        headers=headers,
     )
 
 
@@ -173,12 +207,13 @@ async def claim_gift_code(campaign_id: CampaignId, request: Request) -> Response
     if campaign_id not in _catalog(request).campaign_ids:
         raise NotFound(f"no campaign {campaign_id}")
     visitor = _cookies(request).read(request.cookies.get(COOKIE))
+    if not visitor.served(campaign_id):
+        # Not farmable: the claimant is a visitor this service served the campaign to (the
+        # signed cookie says so), not whoever posts. Nothing is written: no state, no cookie.
+        reason, detail = NOT_SERVED[visitor.origin]
+        return problem(403, detail.format(campaign=campaign_id), reason=reason)
     codes: GiftCodes = request.app.state.gift_codes
-    try:
-        code = await codes.claim(campaign_id, visitor.id)
-    except ServiceError as exc:
-        # A 503 may hide a claim MySQL recorded: the retry must come from the same visitor to get
-        # that code back, so a new visitor's cookie goes out with the problem too.
-        failed = problem(exc.status, exc.detail, headers=exc.headers)
-        return _remember(request, failed, visitor)
-    return _remember(request, OrjsonResponse({"campaign_id": campaign_id, "code": code}), visitor)
+    # A 503 (MySQL did not confirm) may hide a claim MySQL recorded: the same visitor asking
+    # again gets it, and the visitor already holds its cookie (its banner view gave it).
+    code = await codes.claim(campaign_id, visitor.id)
+    return OrjsonResponse({"campaign_id": campaign_id, "code": code})

@@ -27,7 +27,11 @@ async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
     await catalog.reload()
     app.state.catalog = catalog
     app.state.images = ImageStore(settings.IMAGES_DIR, cache_size=settings.IMAGE_CACHE_SIZE)
-    app.state.visitor_cookies = VisitorCookies(settings.COOKIE_SECRET.get_secret_value())
+    app.state.visitor_cookies = VisitorCookies(
+        settings.COOKIE_SECRET.get_secret_value(),
+        max_age_s=settings.COOKIE_MAX_AGE_S,
+        secure=settings.COOKIE_SECURE,
+    )
     gift_codes = app.state.gift_codes = GiftCodes(shards, pool)
     try:
         async with background(catalog.follow(shards.owner(SETS_CHANNEL)[1])):

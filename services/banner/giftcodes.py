@@ -24,6 +24,7 @@ import logging
 import secrets
 import time
 from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiomysql
@@ -59,7 +60,12 @@ REFILL_LOCK_MS = 1000
 REFILL_TIMEOUT_S = 2.0
 # Victims of a deadlock or a lock wait timeout start the transaction again, this many times.
 CLAIM_ATTEMPTS = 3
-MINT_BATCH = 1000
+MINT_BATCH = 5000
+# A mint's Idempotency-Key is remembered this long (a retry after a lost answer comes within
+# minutes); each keyed mint then deletes at most this many expired keys, so the table holds about
+# one day of mints.
+MINT_KEY_RETENTION_S = 24 * 3600
+MINT_KEY_PURGE_BATCH = 1000
 # A collision of 80 random bits is not expected: codes lost to one are drawn again, in at most
 # this many extra batches (the answer's "minted" says how many were made).
 MINT_SPARE_BATCHES = 2
@@ -67,6 +73,23 @@ GAUGE_REFRESH_S = 5.0
 _RETRYABLE = {1205, 1213}  # ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK
 
 _PICK = "SELECT code FROM gift_codes WHERE campaign_id = %s AND visitor IS NULL LIMIT 1 FOR UPDATE"
+_INSERT = "INSERT IGNORE INTO gift_codes (code, campaign_id) VALUES (%s, %s)"
+_CLAIM_KEY = (
+    "INSERT INTO gift_code_mints (campaign_id, idem_key, requested, minted, available)"
+    " VALUES (%s, %s, %s, 0, 0)"
+)
+_KEY_RESULT = (
+    "UPDATE gift_code_mints SET minted = %s, available = %s"
+    " WHERE campaign_id = %s AND idem_key = %s"
+)
+_MINTED = (
+    "SELECT requested, minted, available FROM gift_code_mints"
+    " WHERE campaign_id = %s AND idem_key = %s"
+)
+_FORGET_KEYS = (
+    "DELETE FROM gift_code_mints WHERE created_at < NOW(6) - INTERVAL %s SECOND"
+    " ORDER BY created_at LIMIT %s"
+)
 _HELD = "SELECT code FROM gift_codes WHERE campaign_id = %s AND visitor = %s"
 _AVAILABLE = "SELECT COUNT(*) FROM gift_codes WHERE campaign_id = %s AND visitor IS NULL"
 _TAKE = (
@@ -135,6 +158,23 @@ def refill_key(campaign_id: int) -> str:
     return f"{owner_key(campaign_id)}:refill"
 
 
+@dataclass(frozen=True)
+class Minted:
+    """A mint's answer: `requested` is the count the mint (or, replayed, the key's first mint)
+    asked for."""
+
+    requested: int
+    minted: int
+    available: int
+    replayed: bool = False
+
+
+@dataclass
+class _Pending:
+    task: asyncio.Future[int]
+    batch: list[str]
+
+
 class GiftCodes:
     def __init__(self, shards: RedisShards, pool: aiomysql.Pool) -> None:
         self.shards = shards
@@ -152,46 +192,73 @@ class GiftCodes:
     def _redis(self, campaign_id: int) -> Redis:
         return self.shards.owner(owner_key(campaign_id))[1]
 
-    async def mint(self, campaign_id: int, count: int) -> tuple[int, int]:
-        """Create `count` new codes; returns (minted, codes now unclaimed)."""
+    async def mint(self, campaign_id: int, count: int, *, key: str | None = None) -> Minted:
+        """Create `count` new codes, at most once per `key` (an Idempotency-Key, scoped to the
+        campaign): a mint whose key MySQL recorded answers what that first mint answered, with
+        `replayed` set and `requested` the count it was for (the caller compares)."""
         try:
             async with asyncio.timeout(MINT_TIMEOUT_S):
-                minted, available, codes = await self._mint(campaign_id, count)
+                result, codes = await self._mint(campaign_id, count, key)
         except MYSQL_ERRORS as exc:
-            # One transaction: without its answer, either every code was added or none was.
+            # One transaction, key and codes together: without its answer, either all of them
+            # were added or none was; the same key again finds out which, and mints at most once.
             raise DependencyUnavailable(
                 "MySQL did not confirm the mint: it added all the codes or none"
+                + ("; retry with the same Idempotency-Key" if key else "")
             ) from exc
-        AVAILABLE.labels(str(campaign_id)).set(available)
+        if result.replayed:
+            return result
+        AVAILABLE.labels(str(campaign_id)).set(result.available)
         self._counted_at[campaign_id] = time.monotonic()
         # Committed: offer them to the fast claim. A code lost to a collision is offered too and
         # found taken (or of another campaign) by the claim's UPDATE; a push that fails leaves
         # them to the refill and the transaction, which read MySQL.
-        await self._push(campaign_id, sorted(codes, reverse=True))
-        return minted, available
+        codes.sort(reverse=True)
+        await self._push(campaign_id, codes)
+        if key is not None:
+            self._spawn(self._forget_old_keys())
+        return result
 
-    async def _mint(self, campaign_id: int, count: int) -> tuple[int, int, list[str]]:
-        minted, drawn = 0, []
+    async def _mint(
+        self, campaign_id: int, count: int, key: str | None
+    ) -> tuple[Minted, list[str]]:
         async with self.pool.acquire() as conn:
-            # One transaction (one log flush): all the codes are claimable, or none is. Should
-            # anything fail, the pool closes a connection still in a transaction: it rolls back.
+            # One transaction (one log flush): all the codes are claimable, or none is, and the
+            # key is recorded with them. Should anything fail, the pool closes a connection still
+            # in a transaction: it rolls back.
             await conn.begin()
             async with conn.cursor() as cur:
-                for _ in range(-(-count // MINT_BATCH) + MINT_SPARE_BATCHES):
-                    if minted >= count:
-                        break
-                    batch = [new_code() for _ in range(min(count - minted, MINT_BATCH))]
-                    # INSERT IGNORE: a colliding code is simply not minted; rowcount says so.
-                    await cur.executemany(
-                        "INSERT IGNORE INTO gift_codes (code, campaign_id) VALUES (%s, %s)",
-                        [(code, campaign_id) for code in batch],
-                    )
-                    minted += cur.rowcount
-                    drawn += batch
+                if key is not None:
+                    try:
+                        # First: a concurrent mint with the same key waits here on this row's
+                        # lock until this one commits (then replays it) or rolls back.
+                        await cur.execute(_CLAIM_KEY, (campaign_id, key, count))
+                    except IntegrityError:
+                        await conn.rollback()
+                        await cur.execute(_MINTED, (campaign_id, key))
+                        row = await cur.fetchone()
+                        if row is None:  # forgotten in between (past its retention): mint anew
+                            raise OperationalError(1213, "the key's mint vanished") from None
+                        requested, was_minted, available = map(int, row)
+                        return Minted(requested, was_minted, available, replayed=True), []
+                minted, drawn = await _insert_pipelined(cur, campaign_id, count)
                 await cur.execute(_AVAILABLE, (campaign_id,))
                 row = await cur.fetchone()
+                available = int(row[0])
+                if key is not None:
+                    await cur.execute(_KEY_RESULT, (minted, available, campaign_id, key))
             await conn.commit()
-        return minted, int(row[0]), drawn
+        return Minted(count, minted, available), drawn
+
+    async def _forget_old_keys(self) -> None:
+        """Mint keys are kept MINT_KEY_RETENTION_S: each keyed mint deletes a bounded batch of
+        older ones, in its own autocommit statement (not under the mint's locks)."""
+        try:
+            async with asyncio.timeout(PUSH_TIMEOUT_S * 4):
+                async with self.pool.acquire() as conn, conn.cursor() as cur:
+                    await cur.execute(_FORGET_KEYS, (MINT_KEY_RETENTION_S, MINT_KEY_PURGE_BATCH))
+        except MYSQL_ERRORS as exc:
+            log.debug("old mint keys not purged", extra={"error": repr(exc)})
 
     async def _push(self, campaign_id: int, codes: Sequence[str]) -> None:
         """Append candidates and release the refill lock (the campaign has codes again)."""
@@ -372,6 +439,48 @@ class GiftCodes:
         task = asyncio.create_task(work)
         self._background.add(task)  # a task nobody references may be collected mid-flight
         task.add_done_callback(self._background.discard)
+
+
+async def _insert_pipelined(
+    cur: aiomysql.Cursor, campaign_id: int, count: int
+) -> tuple[int, list[str]]:
+    """Insert `count` new codes in multi-row INSERTs of MINT_BATCH, pipelined with drawing them:
+    while the server inserts one batch, the next is drawn. Returns (inserted, every code drawn)."""
+    minted, drawn = 0, []
+    in_flight: _Pending | None = None
+    owner = asyncio.current_task()
+    assert owner is not None
+    try:
+        for _ in range(-(-count // MINT_BATCH) + MINT_SPARE_BATCHES):
+            wanted = count - minted - (len(in_flight.batch) if in_flight else 0)
+            batch = [new_code() for _ in range(min(wanted, MINT_BATCH))]
+            if in_flight is not None:
+                minted += await in_flight.task
+                in_flight = None
+            if not batch:
+                if minted >= count:
+                    break
+                continue  # the batch in flight lost codes to collisions: draw them again
+            drawn += batch
+            # Named after the mint's task: a step of the mint (tests/banner/step_faults.py).
+            name = f"{owner.get_name()}/mint-insert"
+            in_flight = _Pending(
+                asyncio.create_task(_insert(cur, campaign_id, batch), name=name), batch
+            )
+            await asyncio.sleep(0)  # it sends its INSERT; the next batch is drawn meanwhile
+        if in_flight is not None:
+            minted += await in_flight.task
+            in_flight = None
+    finally:
+        if in_flight is not None:  # cancelled or failed: the transaction rolls back
+            in_flight.task.cancel()
+    return minted, drawn
+
+
+async def _insert(cur: aiomysql.Cursor, campaign_id: int, batch: list[str]) -> int:
+    # INSERT IGNORE: a colliding code is simply not minted; rowcount says so.
+    await cur.executemany(_INSERT, [(code, campaign_id) for code in batch])
+    return int(cur.rowcount)
 
 
 async def _held(conn: aiomysql.Connection, campaign_id: int, visitor: str) -> str | None:

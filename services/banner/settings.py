@@ -15,6 +15,14 @@ class BannerSettings(ServiceSettings):
 
     # Signs the visitor cookie (last banner per campaign, visitor id for gift codes).
     COOKIE_SECRET: SecretStr
+    # The visitor cookie's lifetime, as its Max-Age and checked against its signed issue time on
+    # every read (older: a new visitor). A banner view issues it again. Browsers cap Max-Age at
+    # 400 days.
+    COOKIE_MAX_AGE_S: int = Field(30 * 24 * 3600, ge=60, le=400 * 24 * 3600)
+    # Mark the cookie Secure (sent over HTTPS only). Set it wherever clients reach the gateway
+    # through TLS; off by default because the gateway this repository runs speaks plain HTTP, and
+    # a Secure cookie set over HTTP is dropped, which would make every gift-code claim a 403.
+    COOKIE_SECURE: bool = False
     # The datasets' images/ folders, searched in order (':'-separated, like PATH: one per dataset
     # served side by side); ids without a file get a generated image.
     IMAGES_DIR: Annotated[tuple[Path, ...], NoDecode] = ()

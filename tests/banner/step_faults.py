@@ -11,7 +11,8 @@ the step runs on the server for real, and then, after the n-th one:
   `except Exception` catches, unwinds the claim: nothing after the step runs, what the servers
   already did stays done. What a SIGKILL between two steps leaves, exactly there.
 
-Only the claim's own task counts, so a fire-and-forget write it leaves behind is not a step.
+Only the claim's (or mint's) own task counts, and a task it names after itself and awaits (the
+mint's pipelined INSERTs), so a fire-and-forget write it leaves behind is not a step.
 Real SIGKILLs and SIGSTOPs, which cannot aim at a step, are in test_gift_code_faults.py too.
 """
 
@@ -54,9 +55,12 @@ class StepFaults:
                 faults._connections.remove(conn)
             return release(pool, conn)
 
-        async def cursor_execute(cur: aiomysql.Cursor, query: str, args: Any = None) -> Any:
+        async def cursor_execute(
+            cur: aiomysql.Cursor, query: str | bytes | bytearray, args: Any = None
+        ) -> Any:
             result = await execute(cur, query, args)
-            faults._after(f"mysql {query.split()[0]}", cur.connection)
+            text = query.decode() if isinstance(query, bytes | bytearray) else query  # executemany
+            faults._after(f"mysql {text.split()[0]}", cur.connection)
             return result
 
         async def conn_begin(conn: aiomysql.Connection) -> None:
@@ -89,7 +93,14 @@ class StepFaults:
             self._task = None
 
     def _after(self, step: str, conn: aiomysql.Connection | None) -> None:
-        if self._task is None or asyncio.current_task() is not self._task:
+        current = asyncio.current_task()
+        if self._task is None or current is None:
+            return
+        # The armed task's own steps, and those of a task it runs them in and awaits (named
+        # `<its name>/...`: the mint's pipelined INSERTs); not a fire-and-forget write's.
+        if current is not self._task and not current.get_name().startswith(
+            f"{self._task.get_name()}/"
+        ):
             return
         self.steps.append(step)
         if conn is not None and conn not in self._connections:

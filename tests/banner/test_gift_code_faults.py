@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from redis.exceptions import RedisError
 
 from services.banner.giftcodes import (
     CANDIDATE_ATTEMPTS,
+    MINT_KEY_RETENTION_S,
     GiftCodes,
     candidates_key,
     owner_key,
@@ -42,6 +44,9 @@ STEP_CAMPAIGNS = {
     "lost-transaction": 930_004,
     "killed-transaction": 930_005,
     "stale-candidates": 930_006,
+    "mint-lost": 930_007,
+    "mint-killed": 930_008,
+    "mint-keys": 930_009,
 }
 
 
@@ -60,9 +65,13 @@ def repool(cluster: RunningCluster) -> str:
 def clean_codes(cluster: RunningCluster) -> Iterator[None]:
     def forget() -> None:
         ids = sorted(STEP_CAMPAIGNS.values())
-        query(
-            cluster, "DELETE FROM gift_codes WHERE campaign_id BETWEEN %s AND %s", ids[0], ids[-1]
-        )
+        for table in ("gift_codes", "gift_code_mints"):
+            query(
+                cluster,
+                f"DELETE FROM {table} WHERE campaign_id BETWEEN %s AND %s",
+                ids[0],
+                ids[-1],
+            )
         for shard in cluster.topo.shard_names:
             client = cluster.redis(shard)
             try:
@@ -236,16 +245,17 @@ async def test_mysql_stalled_while_the_visitor_retries(cluster: RunningCluster) 
             f"/api/campaigns/{campaign}/gift-codes", json={"count": 5}, headers=admin
         )
         assert minted.status_code == 201
+        # A new visitor views the campaign (serving needs no MySQL), then claims while MySQL is
+        # frozen, and asks again.
+        assert (await visitor.get(f"/api/campaigns/{campaign}/banner")).status_code == 200
+        first_cookie = visitor.cookies[COOKIE]
         tries: list[tuple[int, float]] = []
-        # A new visitor (no cookie yet) asks while MySQL is frozen, and asks again.
         with stalled(cluster, MYSQL):
             for _ in range(2):
                 started = time.monotonic()
                 answer = await visitor.post(url)
                 tries.append((answer.status_code, time.monotonic() - started))
                 assert answer.headers["content-type"] == "application/problem+json"
-                if len(tries) == 1:
-                    first_cookie = answer.cookies.get(COOKIE)
         deadline = time.monotonic() + 15
         while (final := await visitor.post(url)).status_code != 200:
             assert time.monotonic() < deadline, final.text
@@ -255,8 +265,7 @@ async def test_mysql_stalled_while_the_visitor_retries(cluster: RunningCluster) 
 
     assert [status for status, _ in tries] == [503, 503]
     assert all(took < 8 for _, took in tries), tries  # the claim's 5 s budget, not nginx's 15 s
-    # The 503 carried the new visitor's cookie, so the retries were the same visitor.
-    assert first_cookie is not None
+    # The retries were the same visitor: the cookie its banner view gave it.
     assert visitor_id(first_cookie) == visitor_id(cookie)
     assert final.json()["code"] == repeat.json()["code"]
     assert bindings(cluster, campaign) == {visitor_id(cookie): final.json()["code"]}
@@ -326,3 +335,70 @@ async def test_instances_killed_mid_claims_then_every_visitor_asks_again(
     assert sum(status == 410 for status, _ in final.values()) == visitors - minted
     assert bindings(cluster, campaign) == handed
     assert unclaimed(cluster, campaign) == 0
+
+
+@pytest.mark.usefixtures("clean_codes")
+@pytest.mark.parametrize("kind", ["lost", "killed"])
+async def test_a_keyed_mint_faulted_after_any_step_and_retried_mints_once(
+    cluster: RunningCluster, gift_codes: GiftCodes, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    campaign, count = STEP_CAMPAIGNS[f"mint-{kind}"], 7
+    faults = StepFaults(monkeypatch)
+    with faults.armed():
+        probe = await gift_codes.mint(campaign, count, key="probe")
+    steps = list(faults.steps)
+    assert steps[:3] == ["mysql BEGIN", "mysql INSERT", "mysql INSERT"], steps  # key, codes
+    assert steps[-1] == "mysql COMMIT", steps
+    expected = count
+    for n in range(1, len(steps) + 1):
+        key = f"{kind}-{n}"
+        # The admin sees an error (a 503, a 502 from a dead instance, a 504), or nothing at all.
+        errors = (ServiceError, aiomysql.Error, OSError, Killed)
+        with faults.armed(at=n, kind=kind), contextlib.suppress(*errors):
+            await gift_codes.mint(campaign, count, key=key)
+        assert faults.fired == steps[n - 1]
+        # The admin retries with the same key: minted once, whether the first try committed.
+        again = await gift_codes.mint(campaign, count, key=key)
+        expected += count
+        assert (again.requested, again.minted) == (count, count)
+        assert again.replayed == (faults.fired == "mysql COMMIT"), (faults.fired, again)
+        assert _codes(cluster, campaign) == expected, (steps, faults.fired)
+    assert probe.available == count
+    # A replay of the probe answers what it answered then.
+    assert await gift_codes.mint(campaign, count, key="probe") == dataclasses.replace(
+        probe, replayed=True
+    )
+    assert _codes(cluster, campaign) == expected
+
+
+@pytest.mark.usefixtures("clean_codes")
+async def test_mint_keys_are_forgotten_after_their_retention(
+    cluster: RunningCluster, gift_codes: GiftCodes
+) -> None:
+    campaign = STEP_CAMPAIGNS["mint-keys"]
+    await gift_codes.mint(campaign, 1, key="old")
+    query(
+        cluster,
+        "UPDATE gift_code_mints SET created_at = NOW(6) - INTERVAL %s SECOND"
+        " WHERE campaign_id = %s AND idem_key = 'old'",
+        MINT_KEY_RETENTION_S + 60,
+        campaign,
+    )
+    await gift_codes.mint(campaign, 1, key="new")
+    deadline = time.monotonic() + 5
+    while _keys(cluster, campaign) != ["new"]:
+        assert time.monotonic() < deadline, _keys(cluster, campaign)
+        await asyncio.sleep(0.05)
+    # Forgotten, the old key mints again (a retry a day late is a new mint).
+    assert not (await gift_codes.mint(campaign, 1, key="old")).replayed
+    assert _codes(cluster, campaign) == 3
+
+
+def _codes(cluster: RunningCluster, campaign: int) -> int:
+    rows = query(cluster, "SELECT COUNT(*) FROM gift_codes WHERE campaign_id = %s", campaign)
+    return int(str(rows[0][0]))
+
+
+def _keys(cluster: RunningCluster, campaign: int) -> list[str]:
+    rows = query(cluster, "SELECT idem_key FROM gift_code_mints WHERE campaign_id = %s", campaign)
+    return sorted(str(row[0]) for row in rows)
