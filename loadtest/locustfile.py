@@ -378,7 +378,17 @@ class AdminTrickle(QuartetUser):
             if self.codes_left <= 0:
                 return
         # A new visitor each time (an empty cookie jar): the same visitor would get the same code.
+        # It views the campaign first: the service gives codes only to visitors it served the
+        # campaign to (the cookie that view sets), any other claim is a 403 (docs/banner.md).
         self.client.cookiejar.clear()
+        served = self.call(
+            "GET",
+            f"/api/campaigns/{self.gift_campaign}/banner",
+            "/api/campaigns/{id}/banner",
+            check=outcomes.check_banner,
+        )
+        if served is None:
+            return
         body = self.call(
             "POST",
             f"/api/campaigns/{self.gift_campaign}/gift-code",
