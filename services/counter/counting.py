@@ -123,6 +123,7 @@ class VisitCounter:
             return Reading(base + buffer.not_in_shard(page_id, covered), "in_memory", True)
         fresh = buffer.from_read(page_id, value, marker, time.monotonic())
         self.cache[page_id] = fresh
+        metrics.READ_CACHE_ENTRIES.set(len(self.cache))
         metrics.READS.labels("shard").inc()
         return Reading(fresh.base + buffer.not_in_shard(page_id, fresh.covered), shard)
 
@@ -195,6 +196,7 @@ class VisitCounter:
             stalled = buffer.stalled_since
             metrics.FLUSH_LAG.labels(shard).set(time.monotonic() - stalled if stalled else 0)
             metrics.PENDING.set(sum(b.outstanding for b in self.buffers.values()))
+            metrics.BUFFERED_ROWS.set(sum(len(b.pending) for b in self.buffers.values()))
 
     async def _ledger_loop(self, shard: str) -> None:
         interval, retry_max = self.settings.FLUSH_INTERVAL_S, self.settings.RETRY_MAX_S

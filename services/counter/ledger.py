@@ -19,6 +19,7 @@ shard, beyond which the flush script refuses batches (backpressure, see counting
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
@@ -104,10 +105,15 @@ class LedgerFeeder:
         metrics.LEDGER_BACKLOG_BYTES.labels(self.target.name).set(held)
 
     async def housekeeping(self) -> None:
-        """Every CLEANUP_EVERY_S: forget old batch ids and consumers of exited processes."""
+        """Every CLEANUP_EVERY_S: forget old batch ids, consumers of exited processes and daily
+        ledger rows past COUNTER_LEDGER_RETENTION_DAYS (10,000 rows a pass per feeder)."""
         now = time.monotonic()
         if now - self.state.last_cleanup < CLEANUP_EVERY_S:
             return
         self.state.last_cleanup = now
         await store.forget_old_ledger_batches(self.pool, LEDGER_ID_RETENTION_S)
         await self.target.forget_idle_consumers(CONSUMER_IDLE_MS)
+        if self.settings.LEDGER_RETENTION_DAYS:
+            today = dt.datetime.now(dt.UTC).date()
+            before = today - dt.timedelta(days=self.settings.LEDGER_RETENTION_DAYS)
+            await store.forget_old_ledger_days(self.pool, before)

@@ -9,6 +9,17 @@ PENDING = Gauge(
     "Visits accepted by this process and not yet confirmed by Redis",
     multiprocess_mode="livesum",
 )
+READ_CACHE_ENTRIES = Gauge(
+    "counter_read_cache_entries",
+    "Pages in the processes' read caches (each process at most COUNTER_CACHE_SIZE)",
+    multiprocess_mode="livesum",
+)
+BUFFERED_ROWS = Gauge(
+    "counter_buffered_rows",
+    "(page, day) rows this process buffers, not yet sent to Redis (each shard at most"
+    " COUNTER_MAX_PENDING)",
+    multiprocess_mode="livesum",
+)
 # Every process sees the same stream, so the processes' values agree: max, not sum.
 LEDGER_BACKLOG_ENTRIES = Gauge(
     "counter_ledger_backlog_entries",

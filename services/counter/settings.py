@@ -40,5 +40,9 @@ class CounterSettings(ServiceSettings):
     LEDGER_READ_COUNT: int = Field(100, ge=1, le=10_000)
     # The longest one ledger transaction may take before it is abandoned and retried.
     LEDGER_TIMEOUT_S: float = Field(5.0, gt=0, le=300)
+    # Daily ledger rows older than this many days are deleted (0: kept for ever). The daily
+    # endpoint reads at most 366 days back, so the default deletes nothing any answer uses; the
+    # all-time totals are the Redis counts, which are never deleted.
+    LEDGER_RETENTION_DAYS: int = Field(400, ge=0, le=100_000)
     # The longest GET /visits/{id}/daily waits for MySQL before answering 503.
     DAILY_TIMEOUT_S: float = Field(2.0, gt=0, le=60)

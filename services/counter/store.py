@@ -232,6 +232,13 @@ async def forget_old_ledger_batches(pool: aiomysql.Pool, older_than_s: int) -> N
         )
 
 
+async def forget_old_ledger_days(pool: aiomysql.Pool, before: dt.date) -> int:
+    """Delete up to 10,000 daily ledger rows older than `before`; the number deleted."""
+    async with pool.acquire() as conn, conn.cursor() as cur:
+        await cur.execute("DELETE FROM page_visits_daily WHERE day < %s LIMIT 10000", (before,))
+        return int(cur.rowcount)
+
+
 async def daily_visits(pool: aiomysql.Pool, page_id: str, since: dt.date) -> dict[dt.date, int]:
     async with pool.acquire() as conn:
         try:

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -38,6 +39,7 @@ def keys_matching(cluster: RunningCluster, pattern: str) -> list[tuple[str, redi
     return found
 
 
+T = TypeVar("T")
 Request = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
 
 
@@ -77,9 +79,7 @@ async def flood(
     return statuses
 
 
-async def poll(
-    probe: Callable[[], object], ok: Callable[[object], bool], timeout_s: float
-) -> object:
+async def poll(probe: Callable[[], T], ok: Callable[[T], bool], timeout_s: float) -> T:
     """probe() (blocking, in a thread) until ok(value) or the deadline; the last value."""
     deadline = time.monotonic() + timeout_s
     while True:
