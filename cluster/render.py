@@ -31,6 +31,11 @@ def fill(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(one, template)
 
 
+def admin_routes(public: bool) -> str:
+    """What the public listener includes for the admin routes (container-start.sh says the same)."""
+    return "gateway/admin.conf" if public else "gateway/admin-closed.conf"
+
+
 def render_nginx(topo: Topology) -> Path:
     target = topo.state / "nginx"
     if target.exists():
@@ -49,6 +54,9 @@ def render_nginx(topo: Topology) -> Path:
         "METRICS_LOG": "logs/metrics.log",
         "GATEWAY_RATE": settings.GATEWAY_RATE,
         "GATEWAY_BURST": str(settings.GATEWAY_BURST),
+        "GATEWAY_CLAIM_RATE": settings.GATEWAY_CLAIM_RATE,
+        "GATEWAY_CLAIM_BURST": str(settings.GATEWAY_CLAIM_BURST),
+        "GATEWAY_ADMIN_ROUTES": admin_routes(settings.GATEWAY_PUBLIC_ADMIN),
         "GATEWAY_CONN": str(settings.GATEWAY_CONN),
         "TRUSTED_PROXIES": "\n".join(
             f"set_real_ip_from {cidr};" for cidr in settings.TRUSTED_PROXIES.split(",") if cidr

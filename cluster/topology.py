@@ -58,6 +58,11 @@ class ClusterSettings(BaseSettings):
     # The public listener's per-client limits (the internal listener has none).
     GATEWAY_RATE: str = Field("100r/s", pattern=r"^\d+r/[sm]$")
     GATEWAY_BURST: int = Field(50, ge=0)
+    # Gift-code claims per client on the public listener (docs/security.md).
+    GATEWAY_CLAIM_RATE: str = Field("1r/s", pattern=r"^\d+r/[sm]$")
+    GATEWAY_CLAIM_BURST: int = Field(5, ge=0)
+    # Serve the admin routes on the public listener too (they still need ADMIN_TOKEN).
+    GATEWAY_PUBLIC_ADMIN: bool = False
     GATEWAY_CONN: int = Field(10, ge=1)
     # Proxies whose X-Forwarded-For names the client (comma-separated CIDRs; none locally).
     TRUSTED_PROXIES: str = ""

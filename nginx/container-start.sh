@@ -17,6 +17,15 @@ prefix=${NGINX_PREFIX:-/tmp/nginx}
 : "${INTERNAL_LISTEN:=8081}"
 : "${GATEWAY_RATE:=100r/s}"
 : "${GATEWAY_BURST:=50}"
+: "${GATEWAY_CLAIM_RATE:=1r/s}"
+: "${GATEWAY_CLAIM_BURST:=5}"
+# The admin routes on the public listener too only when asked (cluster/render.py: admin_routes).
+: "${GATEWAY_PUBLIC_ADMIN:=false}"
+case "$GATEWAY_PUBLIC_ADMIN" in
+    true|1|yes) GATEWAY_ADMIN_ROUTES=gateway/admin.conf ;;
+    false|0|no|"") GATEWAY_ADMIN_ROUTES=gateway/admin-closed.conf ;;
+    *) echo "GATEWAY_PUBLIC_ADMIN must be true or false" >&2; exit 1 ;;
+esac
 : "${GATEWAY_CONN:=10}"
 : "${TRUSTED_PROXIES:=}"
 : "${UPSTREAM_PORT:=8000}"
@@ -66,7 +75,7 @@ resolve_upstreams
 # The template wants directives; the environment gives a comma-separated list of CIDRs.
 TRUSTED_PROXIES=$(echo "$TRUSTED_PROXIES" | tr ',' '\n' | sed '/^ *$/d; s/^ *\(.*[^ ]\) *$/set_real_ip_from \1;/')
 export GATEWAY_LISTEN INTERNAL_LISTEN GATEWAY_RATE GATEWAY_BURST GATEWAY_CONN TRUSTED_PROXIES \
-    METRICS_LOG
+    METRICS_LOG GATEWAY_CLAIM_RATE GATEWAY_CLAIM_BURST GATEWAY_ADMIN_ROUTES
 
 # Only ${UPPER_CASE} names are ours: nginx's own $variables must stay. A name the templates use
 # that nothing defines is an error, as in the local cluster's renderer.

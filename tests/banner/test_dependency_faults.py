@@ -53,9 +53,9 @@ async def test_every_endpoint_under_a_dependency_fault(
     admin = {"Authorization": f"Bearer {cluster.admin_token}"}
     url = f"/api/campaigns/{CAMPAIGN}"
     async with (
-        httpx.AsyncClient(base_url=cluster.gateway, timeout=30) as anyone,
-        httpx.AsyncClient(base_url=cluster.gateway, timeout=30) as returning,
-        httpx.AsyncClient(base_url=cluster.gateway, timeout=30) as stranger,
+        httpx.AsyncClient(base_url=cluster.internal, timeout=30) as anyone,
+        httpx.AsyncClient(base_url=cluster.internal, timeout=30) as returning,
+        httpx.AsyncClient(base_url=cluster.internal, timeout=30) as stranger,
     ):
 
         async def new_visitor_claims() -> httpx.Response:
@@ -114,7 +114,7 @@ async def _cached(cluster: RunningCluster, shard: str, visitor: str) -> None:
 async def _claims_again(cluster: RunningCluster) -> float:
     """How long after the fault a new visitor's claim is answered 200 again."""
     started = time.monotonic()
-    async with httpx.AsyncClient(base_url=cluster.gateway, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=cluster.internal, timeout=30) as client:
         while True:
             client.cookies.clear()  # a new visitor: it views the campaign, then claims
             await client.get(f"/api/campaigns/{CAMPAIGN}/banner")

@@ -240,7 +240,7 @@ async def test_mysql_stalled_while_the_visitor_retries(cluster: RunningCluster) 
     campaign = 1016
     url = f"/api/campaigns/{campaign}/gift-code"
     admin = {"Authorization": f"Bearer {cluster.admin_token}"}
-    async with httpx.AsyncClient(base_url=cluster.gateway, timeout=30) as visitor:
+    async with httpx.AsyncClient(base_url=cluster.internal, timeout=30) as visitor:
         minted = await visitor.post(
             f"/api/campaigns/{campaign}/gift-codes", json={"count": 5}, headers=admin
         )

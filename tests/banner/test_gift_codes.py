@@ -52,7 +52,7 @@ async def served(client: httpx.AsyncClient, campaign: int) -> str:
 
 async def test_1000_visitors_race_for_800_codes(cluster: RunningCluster) -> None:
     campaign = 1012
-    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+    async with httpx.AsyncClient(base_url=cluster.internal) as client:
         minted = await client.post(
             f"/api/campaigns/{campaign}/gift-codes", json={"count": 800}, headers=_admin(cluster)
         )
@@ -104,8 +104,8 @@ async def test_1000_visitors_race_for_800_codes(cluster: RunningCluster) -> None
 async def test_a_visitor_asking_again_gets_the_same_code(cluster: RunningCluster) -> None:
     campaign = 1013
     async with (
-        httpx.AsyncClient(base_url=cluster.gateway) as client,
-        httpx.AsyncClient(base_url=cluster.gateway) as stranger,
+        httpx.AsyncClient(base_url=cluster.internal) as client,
+        httpx.AsyncClient(base_url=cluster.internal) as stranger,
     ):
         await client.post(
             f"/api/campaigns/{campaign}/gift-codes", json={"count": 5}, headers=_admin(cluster)
@@ -121,7 +121,7 @@ async def test_a_visitor_asking_again_gets_the_same_code(cluster: RunningCluster
 
 async def test_minting_needs_the_admin_token_and_a_sane_count(cluster: RunningCluster) -> None:
     url = "/api/campaigns/1014/gift-codes"
-    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+    async with httpx.AsyncClient(base_url=cluster.internal) as client:
         anonymous = await client.post(url, json={"count": 1})
         wrong = await client.post(url, json={"count": 1}, headers={"Authorization": "Bearer x"})
         zero = await client.post(url, json={"count": 0}, headers=_admin(cluster))
@@ -144,7 +144,7 @@ async def test_minting_and_claiming_need_no_redis(cluster: RunningCluster) -> No
     shard = ShardRing(cluster.topo.shard_names).shard_for(f"giftcodes:{campaign}")
     await asyncio.to_thread(cluster.ctl, "stop", shard)
     try:
-        async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+        async with httpx.AsyncClient(base_url=cluster.internal) as client:
             minted = await client.post(
                 f"/api/campaigns/{campaign}/gift-codes", json={"count": 10}, headers=_admin(cluster)
             )
@@ -219,7 +219,7 @@ async def test_only_a_visitor_served_the_campaign_may_claim_and_a_refusal_says_w
 async def test_the_visitor_cookie_is_httponly_samesite_with_a_maximum_age(
     cluster: RunningCluster,
 ) -> None:
-    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+    async with httpx.AsyncClient(base_url=cluster.internal) as client:
         answer = await client.get("/api/campaigns/1019/banner")
     header = answer.headers["set-cookie"]
     attributes = {part.strip().split("=")[0].lower() for part in header.split(";")[1:]}

@@ -72,3 +72,36 @@ async def test_a_forged_forwarded_for_does_not_escape_the_limit(cluster: Running
 async def test_the_internal_listener_has_no_limits(cluster: RunningCluster) -> None:
     responses = await _burst(cluster.internal, "/visits/limit-internal", 300)
     assert {r.status_code for r in responses} == {200}
+
+
+async def _claims(base: str, campaign: int, count: int) -> tuple[list[httpx.Response], float]:
+    """`count` gift-code claims at once by one visitor the campaign's banner was served to."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        served = await client.get(f"/api/campaigns/{campaign}/banner")
+        assert served.status_code == 200
+        started = time.monotonic()
+        claims = await asyncio.gather(
+            *(client.post(f"/api/campaigns/{campaign}/gift-code") for _ in range(count))
+        )
+        return list(claims), time.monotonic() - started
+
+
+async def test_gift_code_claims_are_limited_per_client_on_the_public_listener(
+    cluster: RunningCluster,
+) -> None:
+    claims, took_s = await _claims(cluster.gateway, 1011, 12)
+    refused = [r for r in claims if r.status_code == 429]
+    passed = [r for r in claims if r.status_code != 429]
+    # 1 a second with a burst of 5 (QUARTET_GATEWAY_CLAIM_*): at most 6 at once, one more for
+    # every second the burst took to send.
+    assert refused, [r.status_code for r in claims]
+    assert len(passed) <= 6 + int(took_s), (len(passed), took_s)
+    assert refused[0].headers["retry-after"] == "1"
+    assert refused[0].headers["content-type"] == "application/problem+json"
+    # What passed is the banner service's own answer: the visitor's code, or none left.
+    assert {r.status_code for r in passed} <= {200, 410}
+
+
+async def test_the_internal_listener_does_not_limit_claims(cluster: RunningCluster) -> None:
+    claims, _ = await _claims(cluster.internal, 1011, 12)
+    assert {r.status_code for r in claims} <= {200, 410}

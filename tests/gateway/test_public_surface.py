@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 
@@ -36,19 +38,36 @@ async def test_the_gateway_has_its_own_health_route(cluster: RunningCluster) -> 
     assert response.json() == {"status": "ok"}
 
 
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [("/api/campaigns/1/gift-codes", {"count": 1}), ("/invalidate-cache/1", None)],
-)
-async def test_admin_routes_without_a_valid_token_are_401(
+ADMIN_ROUTES = [("/api/campaigns/1001/gift-codes", {"count": 1}), ("/invalidate-cache/1", None)]
+
+
+@pytest.mark.parametrize(("path", "body"), ADMIN_ROUTES)
+async def test_admin_routes_are_not_on_the_public_listener(
     cluster: RunningCluster, path: str, body: object
 ) -> None:
+    admin = {"Authorization": f"Bearer {cluster.admin_token}"}
     async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+        # Not even with the token: the public listener does not route them (GATEWAY_PUBLIC_ADMIN).
+        response = await client.post(path, json=body, headers=admin)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(("path", "body"), ADMIN_ROUTES)
+async def test_admin_routes_on_the_internal_listener_need_the_token(
+    cluster: RunningCluster, path: str, body: object
+) -> None:
+    async with httpx.AsyncClient(base_url=cluster.internal) as client:
         anonymous = await client.post(path, json=body)
         forged = await client.post(path, json=body, headers={"Authorization": "Bearer forged"})
+        admin = {"Authorization": f"Bearer {cluster.admin_token}"}
+        if path.startswith("/api/"):
+            admin["Idempotency-Key"] = f"surface-{uuid.uuid4().hex}"
+        allowed = await client.post(path, json=body, headers=admin)
     for response in (anonymous, forged):
         assert response.status_code == 401
         assert response.headers["content-type"] == "application/problem+json"
+    assert allowed.status_code in (200, 201), allowed.text
 
 
 async def test_an_oversized_body_is_413_json(cluster: RunningCluster) -> None:

@@ -87,7 +87,10 @@ async def _traffic(cluster: RunningCluster) -> None:
             await client.get("/batch-recommend", params={"user_ids": "1,2,3"})
             await client.get("/api/smart", params={"timeout": 1000})
             await client.get("/nothing-here")
-        await client.post("/api/campaigns/1016/gift-codes", json={"count": 3}, headers=admin)
+        async with httpx.AsyncClient(base_url=cluster.internal, timeout=10) as internal:
+            # Minting is an admin route: the internal listener's.
+            await internal.post("/api/campaigns/1016/gift-codes", json={"count": 3}, headers=admin)
+        await client.get("/api/campaigns/1016/banner")
         await client.post("/api/campaigns/1016/gift-code")
         for _ in range(200):  # over the public rate: some 429s
             await client.get("/visits/grafana-burst")
