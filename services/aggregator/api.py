@@ -71,22 +71,24 @@ async def _run(
     return OrjsonResponse(result)
 
 
-@router.get("/api/all", response_model=list[dict[str, Any]], responses=FANOUT_ERRORS)
+@router.get("/api/all", responses={**FANOUT_ERRORS, 200: {"model": list[dict[str, Any]]}})
 async def all_calls(request: Request, timeout_ms: Timeout) -> Response:
     return await _run(request, timeout_ms, fanout.fan_all)
 
 
-@router.get("/api/first", response_model=dict[str, Any], responses=FANOUT_ERRORS)
+@router.get("/api/first", responses={**FANOUT_ERRORS, 200: {"model": dict[str, Any]}})
 async def first_call(request: Request, timeout_ms: Timeout) -> Response:
     return await _run(request, timeout_ms, fanout.fan_first)
 
 
-@router.get("/api/within-timeout", response_model=list[dict[str, Any]], responses=FANOUT_ERRORS)
+@router.get(
+    "/api/within-timeout", responses={**FANOUT_ERRORS, 200: {"model": list[dict[str, Any]]}}
+)
 async def within_timeout(request: Request, timeout_ms: Timeout) -> Response:
     return await _run(request, timeout_ms, fanout.fan_within)
 
 
-@router.get("/api/smart", response_model=dict[str, Any], responses=FANOUT_ERRORS)
+@router.get("/api/smart", responses={**FANOUT_ERRORS, 200: {"model": dict[str, Any]}})
 async def smart(request: Request, timeout_ms: OptionalTimeout = None) -> Response:
     settings = request.app.state.settings
     return await _run(
@@ -94,7 +96,7 @@ async def smart(request: Request, timeout_ms: OptionalTimeout = None) -> Respons
     )
 
 
-@router.get("/api/page/{page_id}", response_model=PageOut, responses=FANOUT_ERRORS)
+@router.get("/api/page/{page_id}", responses={**FANOUT_ERRORS, 200: {"model": PageOut}})
 async def page(
     request: Request,
     page_id: Annotated[str, Path(pattern=PAGE_ID_PATTERN, min_length=1, max_length=128)],

@@ -32,7 +32,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import Match
 
 from services.common.logs import request_id_var
 from services.common.responses import ProblemResponse
@@ -145,7 +144,12 @@ def _document_problems(schema: dict[str, Any]) -> None:
             responses: dict[str, Any] = operation.setdefault("responses", {})
             for status in ANY_ROUTE:
                 responses.setdefault(str(status), _problem_entry(status))
+            if "requestBody" in operation:
+                # A body that is not JSON at all: FastAPI's 400 "error parsing the body".
+                responses.setdefault("400", _problem_entry(400, "the body is not JSON"))
             for code, entry in responses.items():
+                if code[:1] == "2":
+                    _drop_string_type(entry)
                 if code[:1] in ("4", "5"):
                     entry["content"] = _PROBLEM_CONTENT
                     if code == "422":
@@ -172,6 +176,15 @@ def _resolve_settings(node: Any, settings: Any) -> None:
             _resolve_settings(value, settings)
 
 
+def _drop_string_type(entry: dict[str, Any]) -> None:
+    """A success declared with `responses={200: {"model": ...}}` gets the model's schema merged
+    over FastAPI's `{"type": "string"}` (our response class is not a JSONResponse): the model's."""
+    for media in entry.get("content", {}).values():
+        schema = media.get("schema", {})
+        if "type" in schema and ("$ref" in schema or "anyOf" in schema):
+            del schema["type"]
+
+
 def _install_openapi(app: FastAPI) -> None:
     generate = app.openapi
 
@@ -188,9 +201,14 @@ def _install_openapi(app: FastAPI) -> None:
 
 def _allowed_methods(request: Request) -> str:
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
+    path = request.scope["path"]
+    pending = list(request.app.router.routes)
+    while pending:
+        route = pending.pop()
+        # An included router (FastAPI keeps it whole): its own routes.
+        pending.extend(getattr(getattr(route, "original_router", route), "routes", None) or ())
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
             methods.update(getattr(route, "methods", None) or ())
     return ", ".join(sorted(methods))
 

@@ -56,8 +56,10 @@ def _counter(request: Request) -> VisitCounter:
 
 @router.post(
     "/visits/{page_id}",
-    response_model=VisitRecorded,
-    responses={202: {"model": VisitRecorded, "description": "queued: applied once Redis answers"}},
+    responses={
+        200: {"model": VisitRecorded},
+        202: {"model": VisitRecorded, "description": "queued: applied once Redis answers"},
+    },
 )
 @router.post("/visit/{page_id}", include_in_schema=False)
 async def record_visit(page_id: PageId, request: Request) -> Response:
@@ -77,7 +79,7 @@ async def record_visit(page_id: PageId, request: Request) -> Response:
     return OrjsonResponse({"status": "success", "message": f"Visit recorded for page {page_id}"})
 
 
-@router.get("/visits/{page_id}", response_model=Visits)
+@router.get("/visits/{page_id}", responses={200: {"model": Visits}})
 async def read_visits(page_id: PageId, request: Request) -> Response:
     reading = await _counter(request).read(page_id)
     body: dict[str, object] = {"visits": reading.visits, "served_via": reading.served_via}
@@ -86,7 +88,9 @@ async def read_visits(page_id: PageId, request: Request) -> Response:
     return OrjsonResponse(body)
 
 
-@router.get("/visits/{page_id}/daily", response_model=DailyVisits, responses=problem_responses(503))
+@router.get(
+    "/visits/{page_id}/daily", responses={**problem_responses(503), 200: {"model": DailyVisits}}
+)
 async def daily_visits(
     page_id: PageId,
     request: Request,

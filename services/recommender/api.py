@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from starlette.responses import Response
 
 from services.common.auth import require_admin
@@ -59,13 +59,28 @@ IdempotencyKey = Annotated[
 ]
 
 
+AMOUNT_PATTERN = r"^(0|[1-9][0-9]{0,9})(\.[0-9]{1,2})?$"
+
+
 class EventIn(BaseModel):
     type: Literal["search", "purchase"]
     category: str = Field(pattern=CATEGORY)
     query: str = Field("", max_length=255, description="search text (searches)")
-    success: bool = Field(True, description="whether the search found something (searches)")
+    success: StrictBool = Field(True, description="whether the search found something (searches)")
     product_name: str = Field("", max_length=255, description="purchases")
-    amount: Decimal = Field(Decimal(0), ge=0, lt=Decimal("1e10"), decimal_places=2)
+    # The schema pydantic writes for a Decimal leaves out the two decimal places: stated here.
+    amount: Decimal = Field(
+        Decimal(0),
+        ge=0,
+        lt=Decimal("1e10"),
+        decimal_places=2,
+        json_schema_extra={
+            "anyOf": [
+                {"type": "number", "minimum": 0, "exclusiveMaximum": 1e10, "multipleOf": 0.01},
+                {"type": "string", "pattern": AMOUNT_PATTERN},
+            ]
+        },
+    )
 
 
 def _cache(request: Request) -> RecommendationCache:
@@ -118,7 +133,7 @@ class Invalidated(BaseModel):
     user_id: int
 
 
-@router.get("/recommend/{user_id}", response_model=Recommendation)
+@router.get("/recommend/{user_id}", responses={200: {"model": Recommendation}})
 async def recommend(user_id: UserId, request: Request) -> Response:
     body, source = await _cache(request).get(user_id)
     return OrjsonResponse(body, headers={"X-Cache": source})
@@ -137,7 +152,7 @@ def _parse_ids(raw: str, limit: int) -> list[int]:
     return unique
 
 
-@router.get("/batch-recommend", response_model=Batch, responses=problem_responses(400))
+@router.get("/batch-recommend", responses={**problem_responses(400), 200: {"model": Batch}})
 async def batch_recommend(
     request: Request,
     user_ids: Annotated[
@@ -186,7 +201,7 @@ def _fingerprint(event: store.NewEvent) -> str:
     return hashlib.sha256(orjson.dumps(stored)).hexdigest()
 
 
-@router.post("/users/{user_id}/events", status_code=202, response_model=Accepted)
+@router.post("/users/{user_id}/events", status_code=202, responses={202: {"model": Accepted}})
 async def record_event(
     user_id: UserId,
     event: EventIn,
@@ -217,8 +232,7 @@ async def record_event(
 @router.post(
     "/invalidate-cache/{user_id}",
     dependencies=[Depends(require_admin)],
-    response_model=Invalidated,
-    responses=problem_responses(401),
+    responses={**problem_responses(401), 200: {"model": Invalidated}},
 )
 async def invalidate(user_id: UserId, request: Request) -> Response:
     await _cache(request).invalidate(user_id)
