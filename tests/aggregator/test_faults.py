@@ -6,6 +6,7 @@ answers within its timeout plus the documented margin, with the documented answe
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -174,3 +175,22 @@ async def test_fault(cluster: RunningCluster, fault: str) -> None:
             assert errors == expect.page_errors
     if expect.exact:
         assert seen == expect.page_errors
+    await _whole_again(cluster, users[0])
+
+
+async def _whole_again(cluster: RunningCluster, user: int, timeout_s: float = 30) -> None:
+    """After the fault, a page through the gateway is whole again within timeout_s: the peers
+    answer and nginx routes to them (after every instance of a service was refused, nginx counts
+    them failed for its fail_timeout, 5 s, and answers "no live upstreams" meanwhile)."""
+    deadline = time.monotonic() + timeout_s
+    errors: object = None
+    async with httpx.AsyncClient(base_url=cluster.internal, timeout=30) as client:
+        while time.monotonic() < deadline:
+            answer = await client.get(_path("page", user))
+            errors = (
+                answer.json().get("errors") if answer.status_code == 200 else answer.status_code
+            )
+            if errors == {}:
+                return
+            await asyncio.sleep(0.25)
+    raise AssertionError(f"the page is not whole {timeout_s}s after the fault: {errors}")
