@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import random
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from prometheus_client import Counter
@@ -16,7 +16,14 @@ from services.banner.images import ImageStore
 from services.banner.rules import BannerSet, quarter_of
 from services.banner.visitors import COOKIE, Visitor, VisitorCookies
 from services.common.auth import require_admin
-from services.common.problems import BadInput, NotFound, Unprocessable, problem
+from services.common.problems import (
+    MAXIMUM_SETTING,
+    BadInput,
+    NotFound,
+    Unprocessable,
+    problem,
+    problem_responses,
+)
 from services.common.responses import OrjsonResponse
 
 router = APIRouter()
@@ -66,7 +73,42 @@ NOT_FOUND_PAGE = """<!doctype html>
 
 
 class MintRequest(BaseModel):
-    count: int = Field(ge=1, description="how many codes to mint")
+    count: int = Field(
+        ge=1,
+        description="how many codes to mint (at most BANNER_MAX_MINT)",
+        json_schema_extra={MAXIMUM_SETTING: "MAX_MINT"},
+    )
+
+
+class Banner(BaseModel):
+    campaign_id: int
+    quarter: int
+    banner_id: int
+    image_url: str
+
+
+class BannerSetOut(BaseModel):
+    campaign_id: int
+    quarter: int
+    x: int
+    rule: str
+    banners: list[int]
+
+
+class Minted(BaseModel):
+    campaign_id: int
+    minted: int
+    available: int
+
+
+class Claimed(BaseModel):
+    campaign_id: int
+    code: str
+
+
+_HTML_404: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no banners in this quarter", "content": {"text/html": {}}}
+}
 
 
 def _catalog(request: Request) -> Catalog:
@@ -99,7 +141,7 @@ def _remember(request: Request, response: Response, visitor: Visitor) -> Respons
     return response
 
 
-@router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
+@router.get("/campaigns/{campaign_id}", response_class=HTMLResponse, responses=_HTML_404)
 async def campaign_page(campaign_id: CampaignId, request: Request) -> Response:
     banner_set = _current(request, campaign_id)
     if banner_set is None:
@@ -115,7 +157,10 @@ async def campaign_page(campaign_id: CampaignId, request: Request) -> Response:
     return _remember(request, HTMLResponse(page), visitor)
 
 
-@router.get("/api/campaigns/{campaign_id}/banner")
+@router.get(
+    "/api/campaigns/{campaign_id}/banner",
+    responses={**problem_responses(404), 200: {"model": Banner}},
+)
 async def campaign_banner(campaign_id: CampaignId, request: Request) -> Response:
     banner_set = _current(request, campaign_id)
     if banner_set is None:
@@ -131,7 +176,10 @@ async def campaign_banner(campaign_id: CampaignId, request: Request) -> Response
     return _remember(request, OrjsonResponse(body), visitor)
 
 
-@router.get("/api/campaigns/{campaign_id}/banners")
+@router.get(
+    "/api/campaigns/{campaign_id}/banners",
+    responses={**problem_responses(404), 200: {"model": BannerSetOut}},
+)
 async def campaign_banners(
     campaign_id: CampaignId,
     request: Request,
@@ -158,7 +206,15 @@ async def campaign_banners(
     )
 
 
-@router.api_route("/images/{name}", methods=["GET", "HEAD"])
+@router.api_route(
+    "/images/{name}",
+    methods=["GET", "HEAD"],
+    responses={
+        **problem_responses(404),
+        200: {"description": "the image", "content": {"image/png": {}, "image/jpeg": {}}},
+        304: {"description": "not modified (If-None-Match)"},
+    },
+)
 async def image(name: ImageName, request: Request) -> Response:
     banner_id = int(name.removeprefix("image_").removesuffix(".png"))
     if banner_id not in _catalog(request).banner_ids:
@@ -175,6 +231,7 @@ async def image(name: ImageName, request: Request) -> Response:
     "/api/campaigns/{campaign_id}/gift-codes",
     status_code=201,
     dependencies=[Depends(require_admin)],
+    responses={**problem_responses(400, 401, 404), 201: {"model": Minted}},
 )
 async def mint_gift_codes(
     campaign_id: CampaignId,
@@ -202,7 +259,10 @@ async def mint_gift_codes(
     )
 
 
-@router.post("/api/campaigns/{campaign_id}/gift-code")
+@router.post(
+    "/api/campaigns/{campaign_id}/gift-code",
+    responses={**problem_responses(403, 404, 410, 503), 200: {"model": Claimed}},
+)
 async def claim_gift_code(campaign_id: CampaignId, request: Request) -> Response:
     if campaign_id not in _catalog(request).campaign_ids:
         raise NotFound(f"no campaign {campaign_id}")

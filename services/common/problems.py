@@ -150,7 +150,9 @@ def _document_problems(schema: dict[str, Any]) -> None:
             for code, entry in responses.items():
                 if code[:1] == "2":
                     _drop_string_type(entry)
-                if code[:1] in ("4", "5"):
+                # An error a route documents in another type (the banner's HTML 404 page) keeps
+                # it; every other error is a problem document.
+                if code[:1] in ("4", "5") and "text/html" not in entry.get("content", {}):
                     entry["content"] = _PROBLEM_CONTENT
                     if code == "422":
                         entry["description"] = "the request does not match the API"
