@@ -1,5 +1,6 @@
 """The banner app that bench/giftcode_claims.py serves: the working tree's, or, with
-BENCH_GIFTCODES_REV set, with the gift-code claim (`GiftCodes`) of that git revision swapped in.
+BENCH_GIFTCODES_REV set, with the gift-code claim (`GiftCodes`) of that git revision swapped in,
+behind the current interface (`adapted`: its claim is the old one, unchanged).
 
     gunicorn -c python:services.common.gunicorn_conf --pythonpath bench giftcode_app:app
 """
@@ -12,10 +13,12 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import prometheus_client
 
 from services.banner import app as banner_app
+from services.banner.giftcodes import Minted
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +46,26 @@ def giftcodes_of(rev: str) -> types.ModuleType:
     return module
 
 
+def adapted(old: Any) -> Any:
+    """The old `GiftCodes` as the current app calls it: `mint(..., key=)` answering `Minted`
+    (the old one took no key and answered (minted, available); the bench mints without a key),
+    and `close()` where it had none (the old claim leaves no background work)."""
+
+    class Adapted(old):  # type: ignore[misc]
+        async def mint(self, campaign_id: int, count: int, *, key: str | None = None) -> Minted:
+            if key is not None:
+                raise ValueError("the old mint takes no Idempotency-Key")
+            minted, available = await super().mint(campaign_id, count)
+            return Minted(count, int(minted), int(available))
+
+        async def close(self) -> None:
+            if hasattr(old, "close"):
+                await super().close()
+
+    return Adapted
+
+
 _rev = os.environ.get("BENCH_GIFTCODES_REV")
 if _rev:
-    banner_app.GiftCodes = giftcodes_of(_rev).GiftCodes  # type: ignore[attr-defined]
+    banner_app.GiftCodes = adapted(giftcodes_of(_rev).GiftCodes)  # type: ignore[attr-defined]
 app = banner_app.build_app()

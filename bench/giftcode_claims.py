@@ -7,11 +7,16 @@ endpoint (/ping), in interleaved rounds of wrk, in one run. Against the running 
 
 It starts two banner servers of its own with the instances' settings (environment, worker
 count, the cluster's Redis shards and MariaDB) on free ports, one of them with the old
-`GiftCodes` swapped in (bench/giftcode_app.py), and sends wrk to each directly (no nginx: the
-instance, as /ping on it). Every claim is a new visitor (wrk sends no cookie) on a campaign of
-its own per server, minted before each round with more codes than the round can claim, so every
-answer is a 200 (a round with another status is reported as failed). Prints the table and
-writes bench/results/giftcodes-<timestamp>.json.
+`GiftCodes` swapped in behind the current interface (bench/giftcode_app.py), and sends wrk to
+each directly (no nginx: the instance, as /ping on it). A claim is answered only for a visitor
+the banner service served the campaign (its signed cookie records it): before each wrk run the
+bench signs, with the cluster's BANNER_COOKIE_SECRET, one cookie per possible claim (a new
+visitor id, the campaign recorded, issued now), one file per wrk thread, which
+bench/giftcode_claims.lua sends once each, so every claim is a fresh, served visitor. Each server
+claims on a campaign of its own, minted (on the server itself, an admin route) before each round
+with more codes than the round can claim, so every answer is a 200 (a round with another status,
+or that ran out of cookies, is reported as failed). Prints the table and writes
+bench/results/giftcodes-<timestamp>.json.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -36,9 +42,12 @@ import benchlib
 
 from cluster.render import service_env
 from cluster.topology import ClusterSettings, Topology
+from services.banner.visitors import COOKIE, Visitor, VisitorCookies
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "bench" / "wrk.lua"
+CLAIM_LUA = ROOT / "bench" / "giftcode_claims.lua"
+WRK_THREADS = 2
 # The last commit whose claim was the SKIP LOCKED transaction alone (5 MySQL round trips).
 OLD_REV = "80dfb95"
 CAMPAIGNS = {"new": 1024, "old": 1023}
@@ -79,9 +88,21 @@ def wait_ready(base: str, timeout_s: float = 60) -> None:
     raise SystemExit(f"{base} not ready after {timeout_s}s")
 
 
+def write_cookies(secret: str, campaign_id: int, per_thread: int, prefix: Path) -> None:
+    """`per_thread` visitor cookies for each wrk thread, in <prefix>-<thread>.txt: each a new
+    visitor, served the campaign (any banner: the claim checks only the campaign), issued now."""
+    cookies = VisitorCookies(secret)
+    for thread in range(WRK_THREADS):
+        lines = (
+            f"{COOKIE}={cookies.dump(Visitor(secrets.token_hex(16), {str(campaign_id): 1}))}\n"
+            for _ in range(per_thread)
+        )
+        Path(f"{prefix}-{thread}.txt").write_text("".join(lines))
+
+
 @contextlib.contextmanager
-def servers(topo: Topology, rev: str) -> Iterator[dict[str, str]]:
-    """The two banner servers, new and old: name -> base URL."""
+def servers(topo: Topology, rev: str) -> Iterator[tuple[dict[str, str], str]]:
+    """The two banner servers, new and old (name -> base URL), and their cookie secret."""
     instance = topo.instances_of("banner")[0]
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     started: list[subprocess.Popen[bytes]] = []
@@ -110,7 +131,7 @@ def servers(topo: Topology, rev: str) -> Iterator[dict[str, str]]:
             for name, base in bases.items():
                 wait_ready(base)
                 log(f"{name} claim served at {base} ({env['WEB_CONCURRENCY']} workers)")
-            yield bases
+            yield bases, env["BANNER_COOKIE_SECRET"]
         finally:
             for process in started:
                 process.terminate()
@@ -118,21 +139,33 @@ def servers(topo: Topology, rev: str) -> Iterator[dict[str, str]]:
                 process.wait(timeout=60)
 
 
-def wrk(url: str, connections: int, seconds: float, post_: bool) -> benchlib.WrkResult:
+def wrk(
+    url: str, connections: int, seconds: float, cookies: Path | None = None
+) -> tuple[benchlib.WrkResult, int]:
+    """GET `url`, or, with `cookies` (a write_cookies prefix), claim it once per cookie: the
+    result and how many claims had to reuse a cookie (none, if there were enough)."""
     command = [
         "wrk",
-        "-t2",
+        f"-t{WRK_THREADS}",
         f"-c{connections}",
         f"-d{max(1, round(seconds))}s",
         "--timeout=6s",
         "-s",
-        str(LUA),
+        str(LUA if cookies is None else CLAIM_LUA),
         url,
     ]
-    if post_:
-        command += ["--", "method=POST"]
+    if cookies is not None:
+        command += ["--", f"cookies={cookies}"]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return benchlib.parse_wrk(output)
+    reused = next(
+        (
+            int(json.loads(line[len(benchlib.MARKER) :]).get("reused", 0))
+            for line in output.splitlines()
+            if line.startswith(benchlib.MARKER)
+        ),
+        0,
+    )
+    return benchlib.parse_wrk(output), reused
 
 
 def main() -> None:
@@ -146,30 +179,44 @@ def main() -> None:
     topo = Topology(ClusterSettings())
     token = topo.admin_token()
     runs: list[dict[str, Any]] = []
-    with servers(topo, args.old_rev) as bases:
+    with (
+        servers(topo, args.old_rev) as (bases, secret),
+        tempfile.TemporaryDirectory(prefix="giftcode-cookies-") as cookie_dir,
+    ):
         targets = {
-            "ping": (f"{bases['new']}/ping", False),
+            "ping": f"{bases['new']}/ping",
             **{
-                name: (f"{bases[name]}/api/campaigns/{CAMPAIGNS[name]}/gift-code", True)
+                name: f"{bases[name]}/api/campaigns/{CAMPAIGNS[name]}/gift-code"
                 for name in ("new", "old")
             },
         }
+
+        def cookies_for(name: str, per_thread: int) -> Path:
+            # Each thread alone could claim every code minted: the codes run out (410) first.
+            prefix = Path(cookie_dir) / name
+            write_cookies(secret, CAMPAIGNS[name], per_thread, prefix)
+            return prefix
+
         for name in ("new", "old"):  # warm-up: pools filled, the script loaded
             post(f"{bases[name]}/api/campaigns/{CAMPAIGNS[name]}/gift-codes", {"count": 500}, token)
-            wrk(targets[name][0], args.connections, 2, True)
-        wrk(targets["ping"][0], args.connections, 2, False)
+            wrk(targets[name], args.connections, 2, cookies_for(name, 500))
+        wrk(targets["ping"], args.connections, 2)
         order = ["ping", "new", "old"]
         for round_ in range(args.rounds):
             for name in order:
+                cookies = None
                 if name != "ping":
                     url = f"{bases[name]}/api/campaigns/{CAMPAIGNS[name]}/gift-codes"
                     minted = post(url, {"count": args.codes}, token)
                     log(f"round {round_ + 1}: {name}: {minted['available']} codes unclaimed")
+                    cookies = cookies_for(name, args.codes)
                     time.sleep(1)  # the mint's commit and push settle before the load
-                url, post_ = targets[name]
-                result = wrk(url, args.connections, args.duration, post_)
-                runs.append({"round": round_ + 1, "name": name, **result.to_json()})
-                failed = "; ".join(result.failures) or "ok"
+                result, reused = wrk(targets[name], args.connections, args.duration, cookies)
+                runs.append(
+                    {"round": round_ + 1, "name": name, **result.to_json(), "reused": reused}
+                )
+                failures = [*result.failures, *([f"{reused} reused cookies"] if reused else [])]
+                failed = "; ".join(failures) or "ok"
                 log(
                     f"round {round_ + 1}: {name}: {result.rps:.0f}/s, p50"
                     f" {result.latency_ms['p50']:.1f} ms, p99 {result.latency_ms['p99']:.1f} ms,"
@@ -209,7 +256,7 @@ def main() -> None:
     }
     out.write_text(json.dumps(report, indent=2) + "\n")
     log(f"wrote {out.relative_to(ROOT)}")
-    if any(r["errors"].get("status") or r["requests"] == 0 for r in runs):
+    if any(r["errors"].get("status") or r["requests"] == 0 or r["reused"] for r in runs):
         sys.exit(1)
 
 
