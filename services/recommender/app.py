@@ -12,6 +12,7 @@ from services.common.app import Kit, background, create_app, lazy_app
 from services.recommender.api import router
 from services.recommender.cache import RecommendationCache
 from services.recommender.recommending import MYSQL_ERRORS, Recommender
+from services.recommender.retention import Retention
 from services.recommender.scoring import ScoringRules
 from services.recommender.settings import RecommenderSettings
 
@@ -39,8 +40,17 @@ async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
         lock_s=settings.LOAD_LOCK_S,
     )
     app.state.cache = cache_
+    retention = Retention(
+        kit.need_mysql(),
+        settings.retention_days,
+        batch=settings.RETENTION_BATCH,
+        pause_s=settings.RETENTION_PAUSE_S,
+        redis=kit.need_redis(),
+    )
     async with background(
-        cache_.follow(), recommender.keep_popularity_fresh(settings.POPULARITY_REFRESH_S)
+        cache_.follow(),
+        recommender.keep_popularity_fresh(settings.POPULARITY_REFRESH_S),
+        retention.keep(settings.RETENTION_INTERVAL_S),
     ):
         yield
 

@@ -190,3 +190,45 @@ async def record(
         await _insert_event(cur, event)
         await conn.commit()
     return "inserted"
+
+
+# --- retention --------------------------------------------------------------------------------
+
+# The tables the retention empties of old rows, each by the time column an index leads with
+# (`recent (time, category)` on the event tables, `created (created_at)` on event_keys), so a
+# batch is a range read from the index's start, never a scan of the table.
+RETAINED: tuple[tuple[str, str], ...] = (
+    ("searches", "searched_at"),
+    ("purchases", "purchased_at"),
+    ("event_keys", "created_at"),
+)
+# One retention statement's bound: MariaDB aborts (and rolls back) it after the server-side
+# limit; the client gives up a second later and closes the connection (closing also ends the
+# statement should the server not have).
+RETENTION_TIMEOUT_S = 10.0
+RETENTION_SERVER_TIMEOUT_S = 9.0
+
+
+async def delete_older(
+    pool: aiomysql.Pool,
+    table: str,
+    column: str,
+    cutoff: dt.datetime,
+    limit: int,
+    *,
+    timeout_s: float = RETENTION_TIMEOUT_S,
+    server_timeout_s: float = RETENTION_SERVER_TIMEOUT_S,
+) -> int:
+    """Delete at most `limit` rows of `table` whose `column` is before `cutoff` (naive UTC), the
+    oldest first; the number deleted. One autocommitted statement: deleting rows another process
+    deleted already deletes nothing, so concurrent passes are harmless."""
+    if (table, column) not in RETAINED:
+        raise ValueError(f"not a retained table: {table}.{column}")
+    QUERIES.labels("retention").inc()
+    async with _connection(pool, timeout_s) as conn, conn.cursor() as cur:
+        await cur.execute(
+            f"SET STATEMENT max_statement_time = {server_timeout_s:.3f} FOR"
+            f" DELETE FROM {table} WHERE {column} < %s ORDER BY {column} LIMIT %s",
+            (cutoff.astimezone(dt.UTC).replace(tzinfo=None) if cutoff.tzinfo else cutoff, limit),
+        )
+        return int(cur.rowcount)
