@@ -44,7 +44,7 @@ PROFILE ?= 100
 LOADTEST_OUT := loadtest/results/$(PROFILE)-$(shell date +%Y%m%d-%H%M%S)
 
 loadtest: install ## a locust profile, headless (PROFILE=smoke|10|100|1000); CSV + HTML in loadtest/results/
-	@ADMIN_TOKEN=$${ADMIN_TOKEN:-$$(cat .run/secrets/admin_token)} $(PY) -m locust -f loadtest/locustfile.py --config loadtest/profiles/$(PROFILE).conf --csv $(LOADTEST_OUT)/locust --html $(LOADTEST_OUT)/report.html
+	@ADMIN_TOKEN=$${ADMIN_TOKEN:-$$(cat .run/secrets/admin_token)} LOCUST_ADMIN_HOST=$${LOCUST_ADMIN_HOST:-http://127.0.0.1:8081} $(PY) -m locust -f loadtest/locustfile.py --config loadtest/profiles/$(PROFILE).conf --csv $(LOADTEST_OUT)/locust --html $(LOADTEST_OUT)/report.html
 
 bench: install ## wrk over every hot endpoint vs the trivial one; JSON + PNG in bench/results/ (BENCH_ARGS=...)
 	@$(PY) bench/run.py $(BENCH_ARGS)

@@ -20,7 +20,8 @@ Run (from the repository, or with this directory mounted at /mnt/locust in locus
     ADMIN_TOKEN=... locust -f loadtest/locustfile.py --config loadtest/profiles/100.conf \\
         [--host http://127.0.0.1:8081] [--csv results/run --html results/run.html]
 
-Environment: `ADMIN_TOKEN` (required by the admin trickle), `LOCUST_HOST` (or `--host`),
+Environment: `ADMIN_TOKEN` (required by the admin trickle), `LOCUST_ADMIN_HOST` (where the admin
+routes are: the internal listener; default the host), `LOCUST_HOST` (or `--host`),
 `LOADTEST_CAMPAIGNS` (e.g. `1001-1024`; discovered when unset), `LOCUST_MAX_ERROR_RATE`,
 `LOCUST_THINK_TIME`.
 
@@ -305,6 +306,11 @@ class ApiClient(QuartetUser):
         self._fanout("within-timeout", outcomes.check_list, FANOUT_TIMEOUT_MS // 2)
 
 
+# The admin routes (mint, invalidation) are served by the gateway's internal listener only
+# (docs/security.md): a run against the public listener names the internal one here.
+ADMIN_HOST = os.environ.get("LOCUST_ADMIN_HOST", "").rstrip("/")
+
+
 class AdminTrickle(QuartetUser):
     """The shop's back office and activity feed: events (which invalidate a user's cached
     recommendation everywhere), admin invalidations, gift codes minted and claimed."""
@@ -338,7 +344,7 @@ class AdminTrickle(QuartetUser):
     def mint(self) -> None:
         body = self.call(
             "POST",
-            f"/api/campaigns/{self.gift_campaign}/gift-codes",
+            f"{ADMIN_HOST}/api/campaigns/{self.gift_campaign}/gift-codes",
             "/api/campaigns/{id}/gift-codes",
             ok=(201,),
             json={"count": GIFT_CODE_BATCH},
@@ -365,7 +371,7 @@ class AdminTrickle(QuartetUser):
         user = traffic.skewed(traffic.RECOMMENDER_USERS, self.rng)
         self.call(
             "POST",
-            f"/invalidate-cache/{user}",
+            f"{ADMIN_HOST}/invalidate-cache/{user}",
             "/invalidate-cache/{user_id}",
             headers=self.auth,
             check=outcomes.check_invalidated,

@@ -27,7 +27,7 @@ if _service:
     wsgi_app = f"services.{_service}.app:app"
     bind = [f"0.0.0.0:{int(os.environ.get('PORT', '8000'))}"]
 
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "services.common.http_protocol.ProblemUvicornWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Longer than nginx's upstream keepalive_timeout (60 s): the gateway closes idle connections
 # first, so it never sends a request on a connection the worker is closing.

@@ -26,6 +26,7 @@ PUBLIC = {
     ("POST /api/campaigns/{id}/gift-code", "cookie-oversized"),
     ("GET /api/campaigns/{id}/banner", "header-oversized"),
     ("GET /api/campaigns/{id}/banner", "cookie-invalid-utf8"),
+    ("GET /recommend/{id}", "header-control-character"),
     ("GET /api/page/{id}?user_id=1&timeout=300", "id-overlong-id"),
     ("GET /api/smart?timeout=50", "query-int-4300-digits"),
     ("POST /visits/{id}", "transfer-coding-unknown"),
