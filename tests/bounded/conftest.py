@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
@@ -20,7 +16,7 @@ import pytest
 import redis
 
 from tests.support.cluster import RunningCluster
-from tests.support.processes import free_port
+from tests.support.instances import Instance, start_instance
 
 
 def metric(base_url: str, name: str) -> float:
@@ -96,56 +92,13 @@ StartService = Callable[..., str]
 def start_service(cluster: RunningCluster, tmp_path: Path) -> Iterator[StartService]:
     """start_service("recommender", RECOMMENDER_L1_SIZE="200", ...): a private instance (one
     worker) on the cluster's shards and MySQL; its URL. Stopped with SIGTERM afterwards."""
-    procs: list[subprocess.Popen[bytes]] = []
+    started: list[Instance] = []
 
     def start(service: str, **env: str) -> str:
-        port = free_port()
-        metrics_dir = tmp_path / f"metrics-{port}"
-        metrics_dir.mkdir()
-        topo = cluster.topo
-        shards = ",".join(
-            f"{name}=redis://127.0.0.1:{port}"
-            for name, port in zip(topo.shard_names, topo.redis_ports, strict=True)
-        )
-        full_env = {
-            **os.environ,
-            "MYSQL_DSN": cluster.mysql_dsn,
-            "ADMIN_TOKEN": cluster.admin_token,
-            "REDIS_SHARDS": shards,
-            "ENVIRONMENT": "test",
-            "WEB_CONCURRENCY": "1",
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-            **env,
-        }
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
-        log = tmp_path / f"{service}-{port}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    gunicorn,
-                    "-c",
-                    "python:services.common.gunicorn_conf",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    f"services.{service}.app:app",
-                ],
-                env=full_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    return url
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{service} did not start: see {log}")
-            time.sleep(0.1)
+        instance = start_instance(cluster, tmp_path, service, cluster.topo.redis_shards, **env)
+        started.append(instance)
+        return instance.url
 
     yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(40)
+    for instance in started:
+        instance.stop()

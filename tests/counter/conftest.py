@@ -6,7 +6,6 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,13 +13,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
 from services.common.mysql import connect_blocking
 from services.common.ring import ShardRing
 from tests.support.cluster import RunningCluster
+from tests.support.instances import start_instance
 from tests.support.processes import free_port, redis_server
 
 PageOn = Callable[[str], str]
@@ -138,46 +137,10 @@ def start_counter(cluster: RunningCluster, tmp_path: Path) -> Iterator[StartCoun
     started: list[CounterInstance] = []
 
     def start(redis_shards: str, **env: str) -> CounterInstance:
-        port = free_port()
-        metrics_dir = tmp_path / f"metrics-{port}"
-        metrics_dir.mkdir()
-        full_env = {
-            **os.environ,
-            "REDIS_SHARDS": redis_shards,
-            "MYSQL_DSN": cluster.mysql_dsn,
-            "ADMIN_TOKEN": cluster.admin_token,
-            "ENVIRONMENT": "test",
-            "WEB_CONCURRENCY": "1",
-            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-            **env,
-        }
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
-        log = tmp_path / f"counter-{port}.log"
-        # The child keeps its own copy of the descriptor.
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [
-                    gunicorn,
-                    "-c",
-                    "python:services.common.gunicorn_conf",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "services.counter.app:app",
-                ],
-                env=full_env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        instance = CounterInstance(f"http://127.0.0.1:{port}", proc)
+        started_instance = start_instance(cluster, tmp_path, "counter", redis_shards, **env)
+        instance = CounterInstance(started_instance.url, started_instance.proc)
         started.append(instance)
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{instance.url}/healthz").status_code == 200:
-                    return instance
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the counter instance did not start: see {log}")
-            time.sleep(0.1)
+        return instance
 
     yield start
     for instance in started:
