@@ -136,6 +136,7 @@ def orchestrate(topo: Topology, dsn: str, private: bool) -> None:
         )
     ctl(topo, "start", "nginx")
     _wait("gateway", lambda: _http_ok(f"{topo.gateway_url}/gateway/health"), timeout_s)
+    ctl(topo, "start", "nginx_exporter")
 
 
 def seed_demo_data(topo: Topology, dsn: str) -> None:

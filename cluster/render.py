@@ -174,9 +174,17 @@ def _monitoring(topo: Topology, mysql_dsn: str, log_for: Callable[[str], str]) -
             {},
         ),
     ]
+    # The nginx exporter exits when nginx does not answer and supervisord gives up after a few
+    # tries: it starts with nginx (orchestrate), not with the others, which need nothing.
     return [
         _program(
-            name, command, log=log_for(name), autostart=True, priority=950, stopwait=15, env=env
+            name,
+            command,
+            log=log_for(name),
+            autostart=name != "nginx_exporter",
+            priority=950,
+            stopwait=15,
+            env=env,
         )
         for name, command, env in programs
     ]
