@@ -18,7 +18,9 @@ from typing import Any
 
 from prometheus_client import multiprocess
 
-SERVICES = ("counter", "banner", "recommender", "aggregator", "worksim")
+from services.common.description import RUNNABLE
+
+SERVICES = tuple(spec.name for spec in RUNNABLE)
 
 _service = os.environ.get("QUARTET_SERVICE")
 if _service:

@@ -27,22 +27,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pymysql.err import InterfaceError, OperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from services.common.logs import request_id_var
 from services.common.responses import ProblemResponse
-
-# Failures of a data store's connection: the request may be retried, so 503 rather than 500.
-STORE_ERRORS: tuple[type[Exception], ...] = (
-    RedisConnectionError,
-    RedisTimeoutError,
-    OperationalError,
-    InterfaceError,
-)
+from services.common.store_errors import STORE_UNAVAILABLE
 
 
 class ServiceError(Exception):
@@ -249,5 +239,5 @@ def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for store_error in STORE_ERRORS:
+    for store_error in STORE_UNAVAILABLE:
         app.add_exception_handler(store_error, _store_unavailable)
