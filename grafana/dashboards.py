@@ -1,22 +1,25 @@
-"""The Grafana dashboards, as code: `python grafana/dashboards.py` writes grafana/dashboards/*.json.
+"""The Grafana dashboards, as code: `python -m cluster.generate` writes grafana/dashboards/*.json
+from render() (cluster/monitoring_config.py), with the other files that follow the description.
 
 Every panel names the fixed datasource uid, carries a unit, uses `$__rate_interval` in its rates,
 and every dashboard has `$job` and `$instance` variables. Ratios are written so a panel shows 0,
 not "no data", when the numerator has no series yet (no error so far is a fact worth a line).
-tests/grafana/ checks the JSON is what this script writes, and that every panel's queries return
-data from the local cluster's Prometheus.
+tests/grafana/ checks the JSON is what this module renders, and that every panel's queries return
+data from the local cluster's Prometheus; tests/description/test_monitoring.py that the services
+dashboard has a row per service of the description.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
+from services.common.description import names
+
 DATASOURCE = {"type": "prometheus", "uid": "quartet-prometheus"}
-OUT = Path(__file__).resolve().parent / "dashboards"
 RATE = "[$__rate_interval]"
-SERVICES = "counter|banner|recommender|aggregator"
+# The `$job` choices of the services dashboard: every service of the description.
+SERVICES = "|".join(names())
 
 
 def _variable(name: str, query: str) -> dict[str, Any]:
@@ -316,10 +319,3 @@ def render() -> dict[str, str]:
     return {
         f"{name}.json": json.dumps(build(), indent=2) + "\n" for name, build in DASHBOARDS.items()
     }
-
-
-if __name__ == "__main__":
-    OUT.mkdir(exist_ok=True)
-    for filename, text in render().items():
-        (OUT / filename).write_text(text)
-        print(f"wrote {OUT / filename}")

@@ -20,6 +20,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from services.common.description import names
 from services.common.settings import parse_shards
 from tests.support.settings_env import RUNTIME_ENV, SETTINGS, env_names, required_env
 
@@ -41,7 +42,8 @@ SECRET_KEYS = {
     "mysql-exporter-password",
     "grafana-admin-password",
 }
-SERVICES = ("counter", "banner", "recommender", "aggregator")
+# Every service of the description has its Deployment, Service, autoscaler and budget.
+SERVICES = names()
 WORKLOADS = ("Deployment", "StatefulSet", "Job")
 PARTS = ("app.kubernetes.io/part-of", "app.kubernetes.io/instance", "app.kubernetes.io/version")
 

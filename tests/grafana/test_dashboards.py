@@ -43,7 +43,7 @@ def test_the_committed_dashboards_are_what_the_generator_writes() -> None:
     assert sorted(rendered) == [p.name for p in DASHBOARDS]
     for path in DASHBOARDS:
         assert path.read_text() == rendered[path.name], (
-            f"run python grafana/dashboards.py ({path.name})"
+            f"run python -m cluster.generate ({path.name})"
         )
 
 
