@@ -6,16 +6,11 @@
 -- A thread that used all of its cookies starts over: those claims are a returning visitor's
 -- (answered from the holder cache), counted as `reused`. giftcode_claims.py gives each thread as
 -- many cookies as the round has codes, so the codes run out (410) before the cookies do.
--- done() prints `BENCH_JSON {...}` as bench/wrk.lua's, plus "reused".
+-- done() prints `BENCH_JSON {...}` (bench/wrk_report.lua) with "reused".
 
-local threads = {}
-local next_tid = 0
-
-function setup(thread)
-  thread:set("tid", next_tid)
-  next_tid = next_tid + 1
-  table.insert(threads, thread)
-end
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local report = dofile(here .. "wrk_report.lua")
+setup = report.setup
 
 function init(args)
   local prefix
@@ -47,19 +42,5 @@ function init(args)
 end
 
 function done(summary, latency, requests)
-  local reused_total = 0
-  for _, thread in ipairs(threads) do
-    reused_total = reused_total + (thread:get("reused") or 0)
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_JSON {"requests": %d, "duration_us": %d, "bytes": %d, ' ..
-    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
-    '"latency_us": {"mean": %.1f, "max": %d, "p50": %d, "p90": %d, "p99": %d, "p99.9": %d}, ' ..
-    '"bad_bodies": 0, "reused": %d}\n',
-    summary.requests, summary.duration, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout,
-    latency.mean, latency.max, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency:percentile(99.9),
-    reused_total))
+  report.write(summary, latency, { { "reused", report.sum("reused") } })
 end

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import benchlib
+from wrk_output import WrkResult, bench_json, parse_wrk
 
 from cluster.render import service_env
 from cluster.topology import ClusterSettings, Topology
@@ -141,7 +141,7 @@ def servers(topo: Topology, rev: str) -> Iterator[tuple[dict[str, str], str]]:
 
 def wrk(
     url: str, connections: int, seconds: float, cookies: Path | None = None
-) -> tuple[benchlib.WrkResult, int]:
+) -> tuple[WrkResult, int]:
     """GET `url`, or, with `cookies` (a write_cookies prefix), claim it once per cookie: the
     result and how many claims had to reuse a cookie (none, if there were enough)."""
     command = [
@@ -157,15 +157,7 @@ def wrk(
     if cookies is not None:
         command += ["--", f"cookies={cookies}"]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    reused = next(
-        (
-            int(json.loads(line[len(benchlib.MARKER) :]).get("reused", 0))
-            for line in output.splitlines()
-            if line.startswith(benchlib.MARKER)
-        ),
-        0,
-    )
-    return benchlib.parse_wrk(output), reused
+    return parse_wrk(output), int(bench_json(output).get("reused", 0))
 
 
 def main() -> None:

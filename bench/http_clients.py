@@ -43,71 +43,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
 import itertools
 import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
 import uvloop
+from trivial_nginx import local_nginx, nginx_version, wait_until_answers
 
 try:
     from httpx_aiohttp import AiohttpTransport
 except ImportError:  # pragma: no cover - depends on the environment
     AiohttpTransport = None  # type: ignore[assignment,misc]
 
-BODY = '{"time":123}'
 CONCURRENCIES = (1, 16, 64, 192)
 TIMEOUT_S = 30.0
 SLICES = 10
 
 Call = Callable[[], Awaitable[bool]]
 ClientFactory = Callable[[str, int], contextlib.AbstractAsyncContextManager[Call]]
-
-NGINX_CONF = """\
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{
-    worker_connections 4096;
-}}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    keepalive_requests 100000;
-    keepalive_timeout 75s;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            default_type application/json;
-            return 200 '{body}';
-        }}
-    }}
-}}
-"""
-
-
 # --------------------------------------------------------------------------------------------
 # Clients: each factory is an async context manager that owns one client for one cell and
 # yields a zero-argument coroutine function making one call (True when it got a 200).
@@ -285,75 +250,6 @@ def measure(
 
 
 # --------------------------------------------------------------------------------------------
-# nginx
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers(url: str) -> bool:
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=1.0)
-    try:
-        conn.request("GET", parts.path or "/")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        conn.close()
-
-
-def _wait_until_answers(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"nginx exited with status {proc.returncode}")
-        if _answers(url):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout_s:.0f}s")
-
-
-@contextlib.contextmanager
-def local_nginx(binary: str) -> Iterator[str]:
-    """Start nginx on a free loopback port in a temporary prefix; yield its URL."""
-    with tempfile.TemporaryDirectory(prefix="bench-http-clients-") as prefix:
-        port = _free_port()
-        conf = Path(prefix) / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, body=BODY))
-        cmd = [binary, "-p", prefix, "-e", f"{prefix}/error.log", "-c", str(conf)]
-        if os.geteuid() == 0:
-            cmd += ["-g", "user root;"]  # else the worker runs as nobody and cannot read prefix
-        url = f"http://127.0.0.1:{port}/"
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            try:
-                _wait_until_answers(url, proc, timeout_s=10.0)
-            except RuntimeError as exc:
-                log = Path(prefix) / "error.log"
-                detail = log.read_text() if log.exists() else ""
-                raise RuntimeError(f"{exc}\n{detail}") from exc
-            yield url
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGQUIT)  # graceful shutdown
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-
-
-def _nginx_version(binary: str) -> str:
-    out = subprocess.run([binary, "-v"], capture_output=True, text=True, check=False)
-    return (out.stderr or out.stdout).strip()
-
-
-# --------------------------------------------------------------------------------------------
 # Output
 
 
@@ -421,11 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         if args.url:
             url = args.url
-            _wait_until_answers(url, None, timeout_s=5.0)
+            wait_until_answers(url, None, timeout_s=5.0)
             meta["server"] = url
         else:
             url = stack.enter_context(local_nginx(args.nginx))
-            meta["server"] = f"{_nginx_version(args.nginx)} (local, worker_processes 1)"
+            meta["server"] = f"{nginx_version(args.nginx)} (local, worker_processes 1)"
         meta["url"] = url
         print(f"measuring {url} with {args.calls} calls per cell", file=sys.stderr)
         meta["loadavg_before"] = os.getloadavg()

@@ -20,410 +20,40 @@ one. Start the cluster for benchmarks with:
         WORKSIM_P_INVALID=0 WORKSIM_P_HANG=0 make up
 
 (or skip them: --skip /api/first,/api/smart).
+
+The parts, one job each, beside this file: endpoints.py (what is measured, the targets),
+probes.py (is the cluster fit, what the paths are filled with), wrk_runner.py with wrk.lua and
+wrk_report.lua (one wrk run), wrk_output.py (its answer), cpu_accounting.py (the cores each part
+of the stack used), rounds.py (ratios, targets, the table), pacing.py (the half-rate runs),
+profiling.py and profile_summary.py (py-spy), machine.py, chart.py.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import http.cookies
 import json
 import os
-import platform
-import resource
-import shutil
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from email.message import Message
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import benchlib
-from benchlib import CEILING, ENDPOINTS, Endpoint, Row, WrkResult
+import pacing
+import rounds
+from chart import chart
+from endpoints import CEILING, ENDPOINTS, HALF_RATE_P99_TARGET_MS, TARGET_RATIO
+from machine import machine
+from probes import NotFit, check_fast_worksim, prepare
+from profiling import profile
+from progress import log, step
+from rounds import Row
+from wrk_output import WrkResult
+from wrk_runner import Load, run_wrk
 
 from cluster.topology import ClusterSettings, Topology
 
-ROOT = Path(__file__).resolve().parent.parent
-LUA = ROOT / "bench" / "wrk.lua"
-FAST_WORKSIM_ENV = (
-    "WORKSIM_MIN_MS=0 WORKSIM_MAX_MS=2 WORKSIM_P_500=0 WORKSIM_P_429=0 "
-    "WORKSIM_P_INVALID=0 WORKSIM_P_HANG=0"
-)
-# The simulator counts as fast when every sampled answer is a 200 {"time": t} with t <= this.
-FAST_WORKSIM_MAX_MS = 10
-
-
-class NotFit(Exception):
-    """The cluster cannot be measured as asked (exit 2)."""
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-# --- HTTP helpers (setup only; the load is wrk's) ---------------------------------------------
-
-
-def fetch(
-    url: str, method: str = "GET", timeout_s: float = 5.0, headers: dict[str, str] | None = None
-) -> tuple[int, bytes, Message | None]:
-    request = urllib.request.Request(url, method=method, headers=headers or {})  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
-            return int(response.status), response.read(), response.headers
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(), exc.headers
-    except OSError:
-        return 0, b"", None
-
-
-@dataclass
-class Context:
-    """What the endpoints' paths and headers are filled with."""
-
-    base: str
-    campaign: int
-    page: str
-    cookie: str
-
-    def url(self, endpoint: Endpoint) -> str:
-        return self.base + endpoint.path.format(campaign=self.campaign, page=self.page)
-
-
-def prepare(base: str) -> Context:
-    status, _, _ = fetch(f"{base}/_ping/counter")
-    if status != 200:
-        raise NotFit(
-            f"{base}/_ping/counter answered {status or 'nothing'}: is `make up` running, and is "
-            "this the gateway's internal listener (the only one serving /_ping)?"
-        )
-    campaign = next(
-        (c for c in (1001, 1) if fetch(f"{base}/api/campaigns/{c}/banner")[0] == 200), None
-    )
-    if campaign is None:
-        raise NotFit("neither campaign 1001 (generated data) nor 1 (original data) is served")
-    status, _, headers = fetch(f"{base}/campaigns/{campaign}")
-    jar = http.cookies.SimpleCookie()
-    for value in headers.get_all("set-cookie") or [] if headers is not None else []:
-        jar.load(value)
-    if status != 200 or "quartet_visitor" not in jar:
-        raise NotFit(f"/campaigns/{campaign} answered {status} without a visitor cookie")
-    page = f"bench-{int(time.time())}"
-    if fetch(f"{base}/visits/{page}", method="POST")[0] != 200:
-        raise NotFit("POST /visits failed")
-    ctx = Context(base, campaign, page, f"quartet_visitor={jar['quartet_visitor'].value}")
-    for endpoint in (*ENDPOINTS, CEILING):
-        if "cold" in endpoint.script:
-            continue
-        method = "POST" if "method=POST" in endpoint.script else "GET"
-        headers_out = {"Cookie": ctx.cookie} if endpoint.cookie else {}
-        status, _, _ = fetch(ctx.url(endpoint), method=method, headers=headers_out)
-        if status != 200:
-            raise NotFit(f"{endpoint.name}: {ctx.url(endpoint)} answered {status or 'nothing'}")
-    return ctx
-
-
-def check_fast_worksim(url: str, samples: int = 40) -> None:
-    """Sample the simulator directly: every answer a quick 200 {"time": t}, t small."""
-    slow: list[str] = []
-    for _ in range(samples):
-        started = time.perf_counter()
-        status, body, _ = fetch(url, timeout_s=2.0)
-        took_ms = 1000 * (time.perf_counter() - started)
-        try:
-            reported = json.loads(body)["time"] if status == 200 else None
-        except (ValueError, KeyError, TypeError):
-            reported = None
-        if status != 200 or not isinstance(reported, int) or reported > FAST_WORKSIM_MAX_MS:
-            slow.append(f"status {status}, time {reported}, {took_ms:.0f} ms")
-            if len(slow) == 3:
-                break
-    if slow:
-        raise NotFit(
-            f"the aggregator's upstream {url} is not a fast, reliable simulator "
-            f"(samples: {slow}); the fan-out benchmarks would "
-            f"measure its sleeps and failures. Restart the cluster with\n"
-            f"  make down; {FAST_WORKSIM_ENV} make up\n"
-            f"or leave them out: --skip /api/first,/api/smart"
-        )
-
-
-# --- wrk ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Load:
-    threads: int
-    connections: int
-    timeout_s: float = 5.0
-
-
-def wrk_command(
-    ctx: Context, endpoint: Endpoint, load: Load, seconds: float, delay_ms: float | None = None
-) -> list[str]:
-    options = [o for o in endpoint.script if o != "cold"]
-    if "cold" in endpoint.script:
-        # Ids from the clock (microseconds): never used by an earlier run, below 2^53.
-        options += [f"cold={int(time.time() * 1e6)}", f"threads={load.threads}"]
-    if delay_ms is not None:
-        options.append(f"delay={delay_ms:.3f}")
-    command = [
-        "wrk",
-        f"-t{load.threads}",
-        f"-c{load.connections}",
-        f"-d{max(1, round(seconds))}s",
-        f"--timeout={load.timeout_s:g}s",
-        "-s",
-        str(LUA),
-    ]
-    if endpoint.cookie:
-        command += ["-H", f"Cookie: {ctx.cookie}"]
-    command.append(ctx.url(endpoint))
-    return [*command, "--", *options] if options else command
-
-
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds() -> dict[str, float]:
-    """CPU seconds used so far by every process, per group (benchlib.process_group); wrk, our
-    child, counts once it has exited (RUSAGE_CHILDREN)."""
-    totals: dict[str, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        group = benchlib.process_group(argv)
-        if group == "wrk":
-            continue
-        totals[group] = totals.get(group, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS_PER_S
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    totals["wrk"] = children.ru_utime + children.ru_stime
-    return totals
-
-
-def run_wrk(
-    ctx: Context,
-    endpoint: Endpoint,
-    load: Load,
-    seconds: float,
-    delay_ms: float | None = None,
-    cpu: list[Mapping[str, float]] | None = None,
-) -> WrkResult:
-    """One wrk run; with `cpu`, the cores each process group used during it are appended."""
-    command = wrk_command(ctx, endpoint, load, seconds, delay_ms)
-    before, started = cpu_seconds(), time.monotonic()
-    done = subprocess.run(
-        command, capture_output=True, text=True, check=False, timeout=seconds + 60
-    )
-    if cpu is not None:
-        cpu.append(benchlib.cpu_cores(before, cpu_seconds(), time.monotonic() - started))
-    if done.returncode != 0:
-        raise NotFit(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout[-300:]}")
-    return benchlib.parse_wrk(done.stdout)
-
-
-# --- the profile --------------------------------------------------------------------------------
-
-
-def _cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def _ppid(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("PPid:"):
-            return int(line.split()[1])
-    return 0
-
-
-def worker_pids(topo: Topology, service: str) -> list[int]:
-    """gunicorn workers of the service's instances: children of the processes bound to their
-    ports (found through /proc, so nothing about supervisord is assumed)."""
-    binds = {f"127.0.0.1:{i.port}" for i in topo.instances_of(service)}
-    masters: set[int] = set()
-    processes: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        processes.append(int(entry.name))
-        args = [a.decode(errors="replace") for a in argv]
-        if any("gunicorn" in a for a in args[:2]) and any(
-            a in binds or a.removeprefix("--bind=") in binds for a in args
-        ):
-            masters.add(int(entry.name))
-    workers = []
-    for pid in processes:
-        with contextlib.suppress(OSError):
-            if _ppid(pid) in masters:
-                workers.append(pid)
-    return workers
-
-
-def busiest(pids: Sequence[int], window_s: float = 1.0) -> int:
-    before = {pid: _cpu_ticks(pid) for pid in pids}
-    time.sleep(window_s)
-    return max(pids, key=lambda pid: _cpu_ticks(pid) - before[pid])
-
-
-def profile(
-    ctx: Context, topo: Topology, endpoint: Endpoint, load: Load, seconds: float, out: Path
-) -> dict[str, Any]:
-    """py-spy on the busiest worker of the endpoint's service while wrk loads the endpoint."""
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(spy).exists():
-        raise NotFit("py-spy is not installed (it is in requirements.lock)")
-    pids = worker_pids(topo, endpoint.service)
-    if not pids:
-        raise NotFit(f"no gunicorn worker of {endpoint.service} found")
-    command = wrk_command(ctx, endpoint, load, seconds + 3)
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as w:
-        try:
-            time.sleep(1.0)
-            pid = busiest(pids)
-            log(f"profiling {endpoint.name}: py-spy on worker {pid} for {seconds:g}s")
-            spied = subprocess.run(
-                [
-                    *(spy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds)))),
-                    *("--format", "raw", "--nolineno", "--gil", "--output", str(out)),
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=seconds + 60,
-            )
-        finally:
-            stdout, _ = w.communicate(timeout=seconds + 60)
-    if spied.returncode != 0 or not out.exists():
-        raise NotFit(f"py-spy failed: {spied.stderr.strip()[-500:]}")
-    summary = benchlib.summarize_collapsed(out.read_text())
-    load_result = benchlib.parse_wrk(stdout)
-    return {
-        "endpoint": endpoint.name,
-        "service": endpoint.service,
-        "worker_pid": pid,
-        "seconds": seconds,
-        "file": out.name,
-        "samples": summary.samples,
-        "load_rps_while_sampled": round(load_result.rps, 1),
-        "self_by_area": summary.self_by_area,
-        "top_inclusive": summary.top_inclusive,
-        "top_project": summary.top_project,
-        "top_self": summary.top_self,
-    }
-
-
-# --- the machine ----------------------------------------------------------------------------------
-
-
-def _first_line(command: Sequence[str]) -> str:
-    try:
-        done = subprocess.run(list(command), capture_output=True, text=True, check=False)
-    except OSError:
-        return "?"
-    text = (done.stdout or done.stderr).strip()
-    return text.splitlines()[0] if text else "?"
-
-
-def machine() -> dict[str, Any]:
-    cpu = "?"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem_gib = 0.0
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_gib = round(int(line.split()[1]) / 2**20, 1)
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": mem_gib,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "wrk": _first_line(["wrk", "-v"]),
-        "nginx": _first_line(["nginx", "-v"]),
-        "loadavg_before": list(os.getloadavg()),
-        "git": _first_line(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
-    }
-
-
-# --- the chart --------------------------------------------------------------------------------
-
-
-def chart(rows: Sequence[Row], ceiling: Row, title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colours = {"hot": "#4c72b0", "uncached": "#dd8452", "fanout": "#55a868", "ceiling": "#8c8c8c"}
-    names = [r.endpoint.name for r in (ceiling, *rows)]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 9), constrained_layout=True)
-    ys = list(range(len(names)))[::-1]
-    top.barh(
-        ys,
-        [r.rps for r in (ceiling, *rows)],
-        color=[colours[r.endpoint.group] for r in (ceiling, *rows)],
-    )
-    for y, row in zip(ys, (ceiling, *rows), strict=True):
-        if row is ceiling:
-            label = "ceiling"
-        else:
-            ratio = f"{row.ratio:.2f}" if row.ratio is not None else "-"
-            target = f" (target {row.endpoint.target:.2f})" if row.endpoint.target else ""
-            label = f"{ratio}{target}"
-        tick = (row.endpoint.target or 0) * ceiling.rps
-        if tick:
-            top.plot([tick, tick], [y - 0.4, y + 0.4], color="black", linewidth=1.5)
-        text = f"  {row.rps:,.0f} req/s, {label}"
-        top.text(max(row.rps, tick), y, text, va="center", fontsize=8)
-    top.axvline(ceiling.rps, color="#8c8c8c", linestyle="--", linewidth=1)
-    top.set_yticks(ys, names)
-    top.set_xlim(0, ceiling.rps * 1.45 if ceiling.rps else 1)
-    top.set_xlabel("requests/s (median of the rounds); black tick: the target share of the ceiling")
-    top.set_title(title, fontsize=10)
-
-    width = 0.27
-    xs = range(len(rows))
-    bottom.bar([x - width for x in xs], [r.latency("p50") for r in rows], width, label="p50, max")
-    bottom.bar(list(xs), [r.latency("p99") for r in rows], width, label="p99, max")
-    bottom.bar(
-        [x + width for x in xs],
-        [r.half_rate.latency_ms["p99"] if r.half_rate else 0 for r in rows],
-        width,
-        label="p99 at 50 % of max",
-    )
-    bottom.axhline(
-        benchlib.HALF_RATE_P99_TARGET_MS, color="red", linestyle="--", linewidth=1,
-        label="25 ms target (p99 at 50 %, non-fan-out)",
-    )  # fmt: skip
-    bottom.set_xticks(list(xs), [r.endpoint.name for r in rows], rotation=20, ha="right")
-    bottom.set_ylabel("latency, ms")
-    bottom.set_yscale("log")
-    bottom.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-# --- main -----------------------------------------------------------------------------------------
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -460,16 +90,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="endpoint to profile with py-spy; 'auto' (the furthest below its target) or 'none'",
     )
     p.add_argument("--profile-duration", type=float, default=10, help="seconds of sampling")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
-
-
-@contextlib.contextmanager
-def step(name: str) -> Iterator[None]:
-    started = time.monotonic()
-    log(f"{name} ...")
-    yield
-    log(f"{name}: {time.monotonic() - started:.0f}s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -530,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ceiling.runs += [first, last]
                 for row, result in results:
                     row.runs.append(result)
-                    row.ratios.append(benchlib.round_ratio(result, (first, last)))
+                    row.ratios.append(rounds.round_ratio(result, (first, last)))
                 log(
                     f"round {number}: ceiling {first.rps:.0f} / {last.rps:.0f} req/s; "
                     + ", ".join(f"{r.endpoint.name} {res.rps:.0f}" for r, res in results)
@@ -540,11 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             with step("half-rate runs"):
                 for row in rows:
                     goal = row.rps / 2
-                    delay = benchlib.pacing_delay_ms(paced.connections, goal, row.latency("p50"))
+                    delay = pacing.pacing_delay_ms(paced.connections, goal, row.latency("p50"))
                     # Latency falls with the rate, so one trial overshoots: two trials.
                     for _ in range(2):
                         trial = run_wrk(ctx, row.endpoint, paced, args.calibration, delay)
-                        delay = benchlib.recalibrate_delay_ms(
+                        delay = pacing.recalibrate_delay_ms(
                             paced.connections, goal, delay, trial.rps
                         )
                     row.half_rate = measure(row, seconds, delay, cpu=False)
@@ -552,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_result: dict[str, Any] | None = None
         if args.profile != "none":
             target = (
-                benchlib.worst_against_target(rows)
+                rounds.worst_against_target(rows)
                 if args.profile == "auto"
                 else next((r for r in rows if r.endpoint.name == args.profile), None)
             )
@@ -568,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(str(exc))
         return 2
 
-    table = benchlib.format_table(rows, ceiling)
+    table = rounds.format_table(rows, ceiling)
     report = {
         "started": stamp,
         "machine": {**host, "loadavg_after": list(os.getloadavg())},
@@ -584,8 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "worksim_checked_fast": any(e.group == "fanout" for e in endpoints),
         },
         "targets": {
-            "ratio": dict(benchlib.TARGET_RATIO),
-            "half_rate_p99_ms": benchlib.HALF_RATE_P99_TARGET_MS,
+            "ratio": dict(TARGET_RATIO),
+            "half_rate_p99_ms": HALF_RATE_P99_TARGET_MS,
         },
         "ceiling": ceiling.to_json(),
         "endpoints": [row.to_json() for row in rows],

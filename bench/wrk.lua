@@ -7,17 +7,12 @@
 --   delay=<ms>      each connection waits 0.5..1.5 x ms before each request: a paced load at
 --                   about connections / (delay + latency) requests a second
 --   expect=<text>   count the answers whose body lacks this text (bad_bodies)
--- done() prints one line, `BENCH_JSON {...}`: exact counts and latency percentiles (us), which
--- run.py reads instead of wrk's rounded text report.
+-- done() prints one line, `BENCH_JSON {...}` (bench/wrk_report.lua): exact counts and latency
+-- percentiles (us), and bad_bodies.
 
-local threads = {}
-local next_tid = 0
-
-function setup(thread)
-  thread:set("tid", next_tid)
-  next_tid = next_tid + 1
-  table.insert(threads, thread)
-end
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local report = dofile(here .. "wrk_report.lua")
+setup = report.setup
 
 function init(args)
   local opts = {}
@@ -56,19 +51,5 @@ function init(args)
 end
 
 function done(summary, latency, requests)
-  local bad_bodies = 0
-  for _, thread in ipairs(threads) do
-    bad_bodies = bad_bodies + (thread:get("bad") or 0)
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_JSON {"requests": %d, "duration_us": %d, "bytes": %d, ' ..
-    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
-    '"latency_us": {"mean": %.1f, "max": %d, "p50": %d, "p90": %d, "p99": %d, "p99.9": %d}, ' ..
-    '"bad_bodies": %d}\n',
-    summary.requests, summary.duration, summary.bytes,
-    e.connect, e.read, e.write, e.status, e.timeout,
-    latency.mean, latency.max, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency:percentile(99.9),
-    bad_bodies))
+  report.write(summary, latency, { { "bad_bodies", report.sum("bad") } })
 end
