@@ -1,29 +1,24 @@
+"""The counter's routes: each one call of the VisitCounter (counting.py) and its answer."""
+
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from starlette.responses import Response
 
-from services.common.problems import DependencyUnavailable, problem_responses
+from services.common.page_id import PageId
+from services.common.problems import problem_responses
 from services.common.responses import OrjsonResponse
-from services.counter import store
-from services.counter.counting import MYSQL_ERRORS, VisitCounter
-from services.counter.pages import PAGE_ID_PATTERN
+from services.common.state import StateSlot
+from services.counter.counting import VisitCounter
 
 router = APIRouter()
-PageId = Annotated[
-    str,
-    Path(
-        pattern=PAGE_ID_PATTERN,
-        min_length=1,
-        max_length=128,
-        description="1..128 characters of [A-Za-z0-9._~-]",
-    ),
-]
+# The one object the routes use, put there by the app's lifespan (app.py).
+COUNTER = StateSlot(VisitCounter)
+Counter = Annotated[VisitCounter, Depends(COUNTER.of)]
 
 
 # The documented answers (the routes build their bodies themselves, for speed).
@@ -49,11 +44,6 @@ class DailyVisits(BaseModel):
     total: int
 
 
-def _counter(request: Request) -> VisitCounter:
-    counter: VisitCounter = request.app.state.counter
-    return counter
-
-
 @router.post(
     "/visits/{page_id}",
     responses={
@@ -62,26 +52,19 @@ def _counter(request: Request) -> VisitCounter:
     },
 )
 @router.post("/visit/{page_id}", include_in_schema=False)
-async def record_visit(page_id: PageId, request: Request) -> Response:
-    counter = _counter(request)
-    waiter = counter.record(page_id)
-    if waiter is not None:
-        try:
-            async with asyncio.timeout(counter.settings.COMMIT_TIMEOUT_S):
-                await asyncio.shield(waiter)
-        except TimeoutError:
-            # Not lost: the increment stays queued and is applied once Redis answers. 202 says
-            # exactly that, and a client that resends on 5xx would count the visit twice.
-            return OrjsonResponse(
-                {"status": "accepted", "message": f"Visit queued for page {page_id}"},
-                status_code=202,
-            )
-    return OrjsonResponse({"status": "success", "message": f"Visit recorded for page {page_id}"})
+async def record_visit(page_id: PageId, counter: Counter) -> Response:
+    if await counter.count(page_id):
+        return OrjsonResponse(
+            {"status": "success", "message": f"Visit recorded for page {page_id}"}
+        )
+    return OrjsonResponse(
+        {"status": "accepted", "message": f"Visit queued for page {page_id}"}, status_code=202
+    )
 
 
 @router.get("/visits/{page_id}", responses={200: {"model": Visits}})
-async def read_visits(page_id: PageId, request: Request) -> Response:
-    reading = await _counter(request).read(page_id)
+async def read_visits(page_id: PageId, counter: Counter) -> Response:
+    reading = await counter.read(page_id)
     body: dict[str, object] = {"visits": reading.visits, "served_via": reading.served_via}
     if reading.degraded:
         body["degraded"] = True
@@ -93,19 +76,9 @@ async def read_visits(page_id: PageId, request: Request) -> Response:
 )
 async def daily_visits(
     page_id: PageId,
-    request: Request,
+    counter: Counter,
     days: Annotated[int, Query(ge=1, le=366, description="UTC days ending today")] = 7,
 ) -> Response:
-    counter = _counter(request)
-    if counter.mysql is None:
-        raise DependencyUnavailable("the daily ledger needs MYSQL_DSN")
-    today = dt.datetime.now(dt.UTC).date()
-    since = today - dt.timedelta(days=days - 1)
-    try:
-        async with asyncio.timeout(counter.settings.DAILY_TIMEOUT_S):
-            found = await store.daily_visits(counter.mysql, page_id, since)
-    except MYSQL_ERRORS as exc:
-        raise DependencyUnavailable("the daily ledger (MySQL) is not answering") from exc
-    span = [since + dt.timedelta(days=i) for i in range(days)]
-    series = [{"day": day.isoformat(), "visits": found.get(day, 0)} for day in span]
-    return OrjsonResponse({"page_id": page_id, "days": series, "total": sum(found.values())})
+    daily = await counter.daily(page_id, days)
+    series = [{"day": day.isoformat(), "visits": visits} for day, visits in daily.days]
+    return OrjsonResponse({"page_id": page_id, "days": series, "total": daily.total})

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.common.app import Kit, create_app, lazy_app
-from services.counter.api import router
+from services.counter.api import COUNTER, router
 from services.counter.counting import VisitCounter
 from services.counter.settings import CounterSettings
 
@@ -20,7 +20,7 @@ async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
     settings = kit.settings
     assert isinstance(settings, CounterSettings)
     counter = VisitCounter(settings, kit.need_redis(), kit.mysql)
-    app.state.counter = counter
+    COUNTER.put(app, counter)
     kit.facts.update(ack=settings.ACK, flush_interval_s=settings.FLUSH_INTERVAL_S)
     counter.start()
     try:

@@ -23,18 +23,17 @@ from dataclasses import dataclass
 
 import aiomysql
 from cachetools import LRUCache
-from redis.exceptions import RedisError
 
 from services.common.problems import DependencyUnavailable
 from services.common.redis_shards import RedisShards
+from services.common.store_errors import MYSQL_ERRORS, REDIS_ERRORS
+from services.common.throttled_log import ThrottledWarnings
 from services.counter import metrics, store
 from services.counter.buffer import CachedCount, ShardBuffer
 from services.counter.ledger import LedgerFeeder, MysqlFailed
 from services.counter.settings import CounterSettings
 
 log = logging.getLogger(__name__)
-REDIS_ERRORS = (RedisError, OSError, TimeoutError)
-MYSQL_ERRORS = (aiomysql.Error, OSError, TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,17 @@ class Reading:
     visits: int
     served_via: str
     degraded: bool = False
+
+
+@dataclass(frozen=True)
+class Daily:
+    """A page's visits per UTC day, oldest first, every day of the span (0 when none)."""
+
+    days: list[tuple[dt.date, int]]
+
+    @property
+    def total(self) -> int:
+        return sum(visits for _, visits in self.days)
 
 
 def retry_delay(failures: int, interval_s: float, max_s: float) -> float:
@@ -79,7 +89,8 @@ class VisitCounter:
         self._locks = {name: asyncio.Lock() for name in self.stores}
         self._wake = {name: asyncio.Event() for name in self.stores}
         self._tasks: list[asyncio.Task[None]] = []
-        self._last_warning: dict[str, float] = {}
+        # Keyed by shard (or "mysql"): a dead shard must not flood the log at request rate.
+        self._warnings = ThrottledWarnings(log)
         self.commit_mode = settings.ACK == "commit"
 
     # --- requests ---------------------------------------------------------------------------
@@ -106,6 +117,35 @@ class VisitCounter:
         self._wake[shard].set()
         return waiter
 
+    async def count(self, page_id: str) -> bool:
+        """Count one visit: True once it is recorded, False when commit mode's wait ran out.
+
+        False is not a loss: the increment stays queued and is applied once Redis answers
+        (a 202, never a 5xx, since a client that resends on 5xx would count the visit twice)."""
+        waiter = self.record(page_id)
+        if waiter is None:
+            return True
+        try:
+            async with asyncio.timeout(self.settings.COMMIT_TIMEOUT_S):
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            return False
+        return True
+
+    async def daily(self, page_id: str, days: int) -> Daily:
+        """The last `days` UTC days from the MySQL ledger, today included; 503 without it."""
+        if self.mysql is None:
+            raise DependencyUnavailable("the daily ledger needs MYSQL_DSN")
+        today = dt.datetime.now(dt.UTC).date()
+        since = today - dt.timedelta(days=days - 1)
+        try:
+            async with asyncio.timeout(self.settings.DAILY_TIMEOUT_S):
+                found = await store.daily_visits(self.mysql, page_id, since)
+        except MYSQL_ERRORS as exc:
+            raise DependencyUnavailable("the daily ledger (MySQL) is not answering") from exc
+        span = (since + dt.timedelta(days=i) for i in range(days))
+        return Daily([(day, found.get(day, 0)) for day in span])
+
     async def read(self, page_id: str) -> Reading:
         shard = self.ring.shard_for(page_id)
         buffer = self.buffers[shard]
@@ -117,7 +157,7 @@ class VisitCounter:
             async with asyncio.timeout(self.settings.REDIS_TIMEOUT_S):
                 value, marker = await self.stores[shard].read(page_id)
         except REDIS_ERRORS as exc:
-            self._warn(shard, "read failed, answering from memory", exc)
+            self._warnings.warn(shard, "read failed, answering from memory", error=repr(exc))
             metrics.READS.labels("degraded").inc()
             base, covered = (entry.base, entry.covered) if entry is not None else (0, 0)
             return Reading(base + buffer.not_in_shard(page_id, covered), "in_memory", True)
@@ -144,12 +184,14 @@ class VisitCounter:
                         f"the daily ledger (MySQL) is behind and shard {shard}'s ledger backlog "
                         f"holds its maximum ({self.ledger_bound} bytes)"
                     )
-                    self._warn(shard, "ledger backlog full, batch refused, will retry", exc)
+                    self._warnings.warn(
+                        shard, "ledger backlog full, batch refused, will retry", error=repr(exc)
+                    )
                     return False
                 except REDIS_ERRORS as exc:
                     metrics.FLUSH_FAILURES.labels(shard).inc()
                     self.flush_trouble[shard] = f"Redis shard {shard} is not taking writes"
-                    self._warn(shard, "flush failed, will retry", exc)
+                    self._warnings.warn(shard, "flush failed, will retry", error=repr(exc))
                     return False
                 metrics.FLUSH_DURATION.labels(shard).observe(time.perf_counter() - started)
                 if applied:
@@ -168,10 +210,14 @@ class VisitCounter:
             await feeder.feed()
             await feeder.report_backlog()
         except MysqlFailed as exc:
-            self._warn("mysql", "ledger write failed, will retry", exc.__cause__ or exc)
+            self._warnings.warn(
+                "mysql", "ledger write failed, will retry", error=repr(exc.__cause__ or exc)
+            )
             return False
         except REDIS_ERRORS as exc:
-            self._warn(f"{shard}:ledger", "ledger stream read failed, will retry", exc)
+            self._warnings.warn(
+                f"{shard}:ledger", "ledger stream read failed, will retry", error=repr(exc)
+            )
             return False
         with contextlib.suppress(*MYSQL_ERRORS, *REDIS_ERRORS):
             await feeder.housekeeping()
@@ -249,10 +295,3 @@ class VisitCounter:
                     "visits lost at shutdown", extra={"shard": name, "visits": buffer.outstanding}
                 )
         log.info("counter flushed at shutdown")
-
-    def _warn(self, target: str, message: str, exc: BaseException) -> None:
-        # One line per target every 10 s: a dead shard must not flood the log at request rate.
-        now = time.monotonic()
-        if now - self._last_warning.get(target, -1e9) > 10:
-            self._last_warning[target] = now
-            log.warning(message, extra={"target": target, "error": repr(exc)})

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import aiomysql
 from redis.exceptions import ResponseError
 
+from services.common.store_errors import MYSQL_ERRORS
 from services.counter import metrics, store
 from services.counter.settings import CounterSettings
 
@@ -92,7 +93,7 @@ class LedgerFeeder:
         try:
             async with asyncio.timeout(self.settings.LEDGER_TIMEOUT_S):
                 applied = await store.apply_ledger(self.pool, entry.batch_id, entry.rows)
-        except (aiomysql.Error, OSError, TimeoutError) as exc:
+        except MYSQL_ERRORS as exc:
             metrics.FLUSH_FAILURES.labels("mysql").inc()
             raise MysqlFailed from exc
         metrics.FLUSH_DURATION.labels("mysql").observe(time.perf_counter() - started)

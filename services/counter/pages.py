@@ -1,8 +1,7 @@
-"""What a page id may be, and where its count lives."""
+"""Where a page's count lives (what a page id may be: services/common/page_id.py)."""
 
 from __future__ import annotations
 
-PAGE_ID_PATTERN = r"^[A-Za-z0-9._~-]{1,128}$"
 KEY_PREFIX = "visits:"
 
 

@@ -7,13 +7,10 @@ docs/counter.md."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -28,7 +25,7 @@ from tests.counter.conftest import (
     wait_until,
 )
 from tests.support.cluster import RunningCluster
-from tests.support.faults import mysql_answers
+from tests.support.faults import MYSQL, programs_refused, programs_stalled, stalled
 
 COMMON = {"COUNTER_CACHE_TTL_S": "0", "COUNTER_LEDGER_CLAIM_IDLE_S": "2"}
 FAST_S = 0.5  # a request that does not wait for the faulty dependency
@@ -89,18 +86,16 @@ async def _settled(cluster: RunningCluster, shards: ScratchShards, accepted: Cou
 
 @asynccontextmanager
 async def _shard_fault(shards: ScratchShards, name: str, fault: str) -> AsyncIterator[None]:
-    pid = shards.pid(name)
-    if fault == "killed":
-        shards.kill(name)
-    else:
-        os.kill(pid, signal.SIGSTOP)
+    """A scratch shard is this test's own process, not a supervisord program."""
+    if fault == "stalled":
+        with stalled(shards.pid(name)):
+            yield
+        return
+    shards.kill(name)
     try:
         yield
     finally:
-        if fault == "killed":
-            shards.start(name)
-        else:
-            os.kill(pid, signal.SIGCONT)
+        shards.start(name)
 
 
 @pytest.mark.parametrize("fault", ["killed", "stalled"])
@@ -165,23 +160,10 @@ async def test_a_shard_refused_or_stalled(
     await _settled(cluster, scratch_shards, probe.accepted)
 
 
-@asynccontextmanager
-async def _mysql_fault(cluster: RunningCluster, fault: str) -> AsyncIterator[None]:
-    pid = int((await asyncio.to_thread(cluster.ctl, "pid", "mariadb")).strip())
+def _mysql_fault(cluster: RunningCluster, fault: str) -> AbstractAsyncContextManager[None]:
     if fault == "killed":
-        os.kill(pid, signal.SIGKILL)
-        # keep it down (supervisord would restart it at once)
-        await asyncio.to_thread(cluster.ctl, "stop", "mariadb")
-    else:
-        os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        if fault == "killed":
-            await asyncio.to_thread(cluster.ctl, "start", "mariadb")
-        else:
-            os.kill(pid, signal.SIGCONT)
-        assert await wait_until(lambda: mysql_answers(cluster.mysql_dsn), True, 60)
+        return programs_refused(cluster, MYSQL, kill=True)
+    return programs_stalled(cluster, MYSQL)
 
 
 @pytest.mark.parametrize("fault", ["killed", "stalled"])
