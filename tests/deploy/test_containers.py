@@ -25,6 +25,7 @@ import pymysql
 import pytest
 
 from cluster.render import service_env
+from services.common.description import SERVICES, names
 from services.common.ring import ShardRing
 from services.counter.pages import visits_key
 from tests.support import docker
@@ -79,9 +80,9 @@ def _gateway_env(cluster: RunningCluster, root: Path, public: int, internal: int
         "TRUSTED_PROXIES": "10.0.0.0/8",
     }
     # In a container the servers are `<service>:8000`; here, the test cluster's instances.
-    for service in ("counter", "banner", "recommender", "aggregator"):
-        env[f"{service.upper()}_SERVERS"] = " ".join(
-            f"server 127.0.0.1:{i.port};" for i in cluster.topo.instances_of(service)
+    for spec in SERVICES:
+        env[spec.servers_var] = " ".join(
+            f"server 127.0.0.1:{i.port};" for i in cluster.topo.instances_of(spec.name)
         )
     return env
 
@@ -354,6 +355,6 @@ def test_the_gateway_container_serves_the_service_containers(
             assert missing.json()["status"] == 404
             assert client.get("/_ping/counter").status_code == 404  # internal listener only
         with httpx.Client(base_url=internal, timeout=5) as client:
-            for service in ("counter", "banner", "recommender", "aggregator"):
+            for service in names():
                 assert client.get(f"/_ping/{service}").status_code == 200, service
             assert "Active connections" in client.get("/_status").text
