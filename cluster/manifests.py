@@ -66,7 +66,7 @@ def _env(spec: Service) -> str:
         ]
     else:
         lines.append(
-            f"{indent}# No MySQL (no MYSQL_DSN); off like the others, should it ever get one.\n"
+            f"{indent}# No MySQL (description: mysql=False): no MYSQL_PASSWORD, no MYSQL_DSN.\n"
         )
     lines += [_secret_env(env, indent) for env in spec.secrets]
     if spec.peers:
