@@ -30,6 +30,9 @@ clean: ## stop, then delete all local cluster state (.run/: data, logs, secrets)
 test: install ## lint, type checks and every test (starts its own cluster on other ports)
 	@scripts/test.sh
 
+test-fast: install ## the pure tests only (no servers, no lint; under 30 s): pytest -m "not cluster"
+	@$(PY) -m pytest -m "not cluster" -q
+
 image: install ## build (or reuse) the service and mtail images with Docker; prints tags, ids, sizes, bases
 	@$(PY) -m cluster.image
 

@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support.cluster import cluster_env, free_offset, listening
+
+pytestmark = pytest.mark.cluster  # a cluster of its own, in the foreground
 
 OFFSET = free_offset()
 GATEWAY = f"http://127.0.0.1:{8080 + OFFSET}"

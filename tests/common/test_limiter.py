@@ -116,6 +116,7 @@ async def test_redis_unreachable_fails_open() -> None:
     assert [r.status_code for r in responses] == [200, 200, 200]
 
 
+@pytest.mark.cluster  # a redis-server of its own, stalled
 async def test_a_stalled_limiter_shard_never_makes_a_request_late(tmp_path: Path) -> None:
     # The shard's own timeout is 5 s: before the limiter bounded its call, every request waited
     # that long. Now the first ones wait INFLIGHT_TIMEOUT_S at most, the rest skip the limiter.

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from services.common.redis_shards import RedisShards
 from tests.support.processes import free_port, redis_server
+
+pytestmark = pytest.mark.cluster  # real redis-servers, restarted
 
 
 async def test_a_restarted_shard_is_used_again_without_an_error(tmp_path: Path) -> None:

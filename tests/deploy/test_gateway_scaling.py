@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support import docker
 from tests.support.datasets import REPO
@@ -178,6 +179,7 @@ def _upstreams(gateway: str) -> str:
     return docker.docker("exec", gateway, "cat", path).stdout
 
 
+@pytest.mark.cluster  # containers
 def test_replicas_join_and_leave_the_upstreams_without_failed_requests() -> None:
     image = docker.gateway_image()  # nginx for the gateway and for the stand-in replicas
     with docker.network() as net, contextlib.ExitStack() as stack:

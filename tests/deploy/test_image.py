@@ -109,13 +109,15 @@ def _runtime_closure() -> set[str]:
     """The distributions `pip install` of the runtime dependencies brings in."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     todo = [Requirement(r) for r in project["dependencies"]]
-    seen: set[str] = set()
+    # By name and extras: `uvicorn` reached first through uvicorn-worker must not hide what
+    # `uvicorn[standard]` adds (uvloop, httptools).
+    seen: set[tuple[str, frozenset[str]]] = set()
     while todo:
         req = todo.pop()
         name = req.name.lower().replace("_", "-")
-        if name in seen:
+        if (name, frozenset(req.extras)) in seen:
             continue
-        seen.add(name)
+        seen.add((name, frozenset(req.extras)))
         for extra_req in metadata.requires(req.name) or []:
             sub = Requirement(extra_req)
             wanted = not sub.marker or any(
@@ -123,7 +125,7 @@ def _runtime_closure() -> set[str]:
             )
             if wanted:
                 todo.append(sub)
-    return seen
+    return {name for name, _ in seen}
 
 
 def test_the_runtime_dependencies_cover_every_import_of_the_services() -> None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
 from services.common.ring import ShardRing
@@ -20,6 +21,8 @@ from services.counter.settings import CounterSettings
 from tests.support.asgi import serve
 from tests.support.cluster import RunningCluster
 from tests.support.processes import redis_server
+
+pytestmark = pytest.mark.cluster  # its own redis-servers
 
 TOKEN = "full-shard-test-token-0123456789"
 PENDING_CAP = 200

@@ -24,6 +24,8 @@ class ScriptedUpstream:
     starts: list[float] = field(default_factory=list)
     active: int = 0
     server: web.Server | None = None
+    # Set at cleanup: a hung handler then ends at once instead of holding the shutdown.
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def plan(self, *steps: Step) -> None:
         self.script.extend(steps)
@@ -49,7 +51,7 @@ class ScriptedUpstream:
         self.active += 1
         try:
             if outcome == "hang":
-                await asyncio.sleep(30)
+                await self.released.wait()
             await asyncio.sleep(delay / 1000)
         finally:
             self.active -= 1
@@ -66,7 +68,7 @@ class ScriptedUpstream:
 async def scripted_upstream() -> AsyncIterator[ScriptedUpstream]:
     upstream = ScriptedUpstream()
     server = web.Server(upstream.handle)  # type: ignore[arg-type]
-    # Hung handlers must not hold the test up at cleanup.
+    # Hung handlers are released at cleanup; the timeout only bounds one that is not.
     runner = web.ServerRunner(server, shutdown_timeout=0.5)
     await runner.setup()
     port = free_port()
@@ -77,4 +79,5 @@ async def scripted_upstream() -> AsyncIterator[ScriptedUpstream]:
     try:
         yield upstream
     finally:
+        upstream.released.set()
         await runner.cleanup()
