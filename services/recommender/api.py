@@ -1,28 +1,38 @@
+"""The recommender's routes: each a call of the cache (answers, invalidation) or of the event
+log (recording), and its answer."""
+
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Literal
 
-import orjson
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Query
 from pydantic import BaseModel, Field, StrictBool
 from starlette.responses import Response
 
 from services.common.auth import require_admin
-from services.common.problems import (
-    BadInput,
-    DependencyUnavailable,
-    Unprocessable,
-    problem_responses,
-)
+from services.common.problems import BadInput, Unprocessable, problem_responses
 from services.common.responses import OrjsonResponse
-from services.recommender import store
+from services.common.state import StateSlot
 from services.recommender.cache import RecommendationCache
-from services.recommender.recommending import MYSQL_ERRORS
+from services.recommender.events import EventLog
+from services.recommender.store import NewEvent
 
+
+@dataclass(frozen=True)
+class RecommenderState:
+    """What the routes use, put there by the app's lifespan (app.py)."""
+
+    cache: RecommendationCache
+    events: EventLog
+    batch_max: int  # RECOMMENDER_BATCH_MAX
+
+
+STATE = StateSlot(RecommenderState)
+State = Annotated[RecommenderState, Depends(STATE.of)]
 router = APIRouter()
 MAX_USER_ID = 2**63 - 1
 UserId = Annotated[int, Path(ge=1, le=MAX_USER_ID, description="a positive integer")]
@@ -83,11 +93,6 @@ class EventIn(BaseModel):
     )
 
 
-def _cache(request: Request) -> RecommendationCache:
-    cache: RecommendationCache = request.app.state.cache
-    return cache
-
-
 class Recommendations(BaseModel):
     weightage: float
     search_weight: float
@@ -134,8 +139,8 @@ class Invalidated(BaseModel):
 
 
 @router.get("/recommend/{user_id}", responses={200: {"model": Recommendation}})
-async def recommend(user_id: UserId, request: Request) -> Response:
-    body, source = await _cache(request).get(user_id)
+async def recommend(user_id: UserId, state: State) -> Response:
+    body, source = await state.cache.get(user_id)
     return OrjsonResponse(body, headers={"X-Cache": source})
 
 
@@ -154,7 +159,7 @@ def _parse_ids(raw: str, limit: int) -> list[int]:
 
 @router.get("/batch-recommend", responses={**problem_responses(400), 200: {"model": Batch}})
 async def batch_recommend(
-    request: Request,
+    state: State,
     user_ids: Annotated[
         str,
         Query(
@@ -165,8 +170,8 @@ async def batch_recommend(
         ),
     ],
 ) -> Response:
-    ids = _parse_ids(user_ids, request.app.state.settings.BATCH_MAX)
-    answers = await _cache(request).get_many(ids)
+    ids = _parse_ids(user_ids, state.batch_max)
+    answers = await state.cache.get_many(ids)
     results: list[dict[str, object]] = []
     for user_id in ids:
         body, source = answers[user_id]
@@ -178,12 +183,12 @@ async def batch_recommend(
     return OrjsonResponse({"successful": len(ids) - failed, "failed": failed, "results": results})
 
 
-def _as_recorded(user_id: int, event: EventIn) -> store.NewEvent:
+def _as_recorded(user_id: int, event: EventIn) -> NewEvent:
     if event.type == "search":
-        return store.NewEvent(
+        return NewEvent(
             user_id, "search", event.category, dt.datetime.now(dt.UTC), event.query, event.success
         )
-    return store.NewEvent(
+    return NewEvent(
         user_id,
         "purchase",
         event.category,
@@ -193,37 +198,15 @@ def _as_recorded(user_id: int, event: EventIn) -> store.NewEvent:
     )
 
 
-def _fingerprint(event: store.NewEvent) -> str:
-    """What a retry must repeat: the event as it is stored, time aside (fields that do not apply
-    to its type are ignored, like the insert ignores them)."""
-    stored: tuple[object, ...] = (event.kind, event.category, event.text)
-    stored += (event.success,) if event.kind == "search" else (str(event.amount),)
-    return hashlib.sha256(orjson.dumps(stored)).hexdigest()
-
-
 @router.post("/users/{user_id}/events", status_code=202, responses={202: {"model": Accepted}})
 async def record_event(
     user_id: UserId,
     event: EventIn,
-    request: Request,
+    state: State,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    pool = request.app.state.kit.need_mysql()
-    new = _as_recorded(user_id, event)
-    try:
-        recorded = await store.record(pool, new, key=idempotency_key, fingerprint=_fingerprint(new))
-    except MYSQL_ERRORS as exc:
-        # Maybe recorded (the reply may be what was lost): a retry with the same key is safe.
-        raise DependencyUnavailable(
-            "the event may not have been recorded; retry it with the same Idempotency-Key"
-        ) from exc
-    if recorded == "key_reused":
-        raise Unprocessable("this Idempotency-Key was already used for another event of this user")
-    # Recorded: acknowledged whatever Redis does. An invalidation that cannot land now is
-    # delivered later by this worker; a replay invalidates again, in case the first one's
-    # worker died before delivering it.
-    await _cache(request).invalidate_or_defer(user_id)
-    headers = {"Idempotent-Replayed": "true"} if recorded == "replayed" else None
+    replayed = await state.events.record(_as_recorded(user_id, event), idempotency_key)
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
     return OrjsonResponse(
         {"status": "accepted", "user_id": user_id}, status_code=202, headers=headers
     )
@@ -234,6 +217,6 @@ async def record_event(
     dependencies=[Depends(require_admin)],
     responses={**problem_responses(401), 200: {"model": Invalidated}},
 )
-async def invalidate(user_id: UserId, request: Request) -> Response:
-    await _cache(request).invalidate(user_id)
+async def invalidate(user_id: UserId, state: State) -> Response:
+    await state.cache.invalidate(user_id)
     return OrjsonResponse({"status": "invalidated", "user_id": user_id})

@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.common.app import Kit, background, create_app, lazy_app
-from services.recommender.api import router
+from services.common.store_errors import MYSQL_ERRORS
+from services.recommender.api import STATE, RecommenderState, router
 from services.recommender.cache import RecommendationCache
-from services.recommender.recommending import MYSQL_ERRORS, Recommender
+from services.recommender.events import EventLog
+from services.recommender.recommending import Recommender
 from services.recommender.retention import Retention
 from services.recommender.scoring import ScoringRules
 from services.recommender.settings import RecommenderSettings
@@ -23,14 +25,16 @@ SERVICE = "recommender"
 async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
     settings = kit.settings
     assert isinstance(settings, RecommenderSettings)
+    pool = kit.need_mysql()
     recommender = Recommender(
-        kit.need_mysql(),
+        pool,
         ScoringRules(settings.WINDOW_DAYS, settings.HALF_LIFE_DAYS),
         max_events=settings.MAX_EVENTS,
     )
+    # Without MySQL now, the first refresh (POPULARITY_REFRESH_S later) fills it in.
     with contextlib.suppress(*MYSQL_ERRORS):
         await recommender.refresh_popularity()
-    cache_ = RecommendationCache(
+    cache = RecommendationCache(
         kit.need_redis(),
         recommender.load,
         l1_size=settings.L1_SIZE,
@@ -39,16 +43,16 @@ async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
         l2_keep_s=settings.L2_KEEP_S,
         lock_s=settings.LOAD_LOCK_S,
     )
-    app.state.cache = cache_
+    STATE.put(app, RecommenderState(cache, EventLog(pool, cache), settings.BATCH_MAX))
     retention = Retention(
-        kit.need_mysql(),
+        pool,
         settings.retention_days,
         batch=settings.RETENTION_BATCH,
         pause_s=settings.RETENTION_PAUSE_S,
         redis=kit.need_redis(),
     )
     async with background(
-        cache_.follow(),
+        cache.follow(),
         recommender.keep_popularity_fresh(settings.POPULARITY_REFRESH_S),
         retention.keep(settings.RETENTION_INTERVAL_S),
     ):

@@ -3,23 +3,26 @@
     python -m services.recommender.generate [--users 10000] [--events 24] [--seed 7] [--if-empty]
 
 Users 1..N, each with a handful to a few dozen events (`--events` on average, about one in five a
-purchase) over the last 90 days, more of them recent. Categories have a skewed (Zipf-like)
-popularity, and every user leans towards a few favourite categories, so recommendations differ
-from user to user and the global top categories are clear. Content is fixed by the seed; times are
-relative to now, so the data never ages out of the scoring window. MYSQL_DSN from the environment.
+purchase) over the scoring window (scoring.WINDOW_DAYS), more of them recent. Categories have a
+skewed (Zipf-like) popularity, and every user leans towards a few favourite categories, so
+recommendations differ from user to user and the global top categories are clear. Content is
+fixed by the seed; times are relative to now, so the data never ages out of the scoring window.
+MySQL: --dsn, else MYSQL_DSN.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import random
 import sys
 import time
 from collections.abc import Iterator
 
+from services.common.dsn_arg import add_dsn_argument, dsn_of
 from services.common.mysql import connect_blocking
+from services.recommender.scoring import WINDOW_DAYS
+from services.recommender.store import COUNT_EVENTS, INSERT_PURCHASE, INSERT_SEARCH
 
 CATEGORIES = (
     "electronics",
@@ -53,7 +56,6 @@ CATEGORIES = (
     "watches",
     "bags",
 )
-WINDOW_DAYS = 90
 CHUNK = 5_000
 
 
@@ -62,7 +64,8 @@ def _popularity_weights() -> list[float]:
 
 
 def events(users: int, per_user: int, seed: int, now: dt.datetime) -> Iterator[tuple[object, ...]]:
-    """("search"|"purchase", user, text, category, at, success|amount) rows, deterministic."""
+    """("search"|"purchase", user, text, category, at, success|amount) rows, deterministic: after
+    the kind, the parameters of store.INSERT_SEARCH or store.INSERT_PURCHASE."""
     rng = random.Random(seed)
     weights = _popularity_weights()
     for user_id in range(1, users + 1):
@@ -107,7 +110,7 @@ def generate(dsn: str, *, users: int, per_user: int, seed: int, if_empty: bool) 
     conn = connect_blocking(dsn, timeout_s=5)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT (SELECT COUNT(*) FROM searches) + (SELECT COUNT(*) FROM purchases)")
+            cur.execute(COUNT_EVENTS)
             (existing,) = cur.fetchone()
             if if_empty and existing:
                 print(f"events already present ({existing}); nothing generated", flush=True)
@@ -118,16 +121,8 @@ def generate(dsn: str, *, users: int, per_user: int, seed: int, if_empty: bool) 
             started = time.monotonic()
 
             def flush() -> None:
-                cur.executemany(
-                    "INSERT INTO searches (user_id, query, category, searched_at, success)"
-                    " VALUES (%s, %s, %s, %s, %s)",
-                    searches,
-                )
-                cur.executemany(
-                    "INSERT INTO purchases (user_id, product_name, category, purchased_at, amount)"
-                    " VALUES (%s, %s, %s, %s, %s)",
-                    purchases,
-                )
+                cur.executemany(INSERT_SEARCH, searches)
+                cur.executemany(INSERT_PURCHASE, purchases)
                 conn.commit()
                 searches.clear()
                 purchases.clear()
@@ -154,15 +149,12 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--if-empty", action="store_true", help="do nothing if events exist")
-    parser.add_argument("--dsn", default=os.environ.get("MYSQL_DSN"))
+    add_dsn_argument(parser)
     args = parser.parse_args()
-    if not args.dsn:
-        sys.exit("MYSQL_DSN is not set")
+    dsn = dsn_of(args)
     if args.users < 1 or args.events < 1:
         sys.exit("--users and --events must be positive")
-    generate(
-        args.dsn, users=args.users, per_user=args.events, seed=args.seed, if_empty=args.if_empty
-    )
+    generate(dsn, users=args.users, per_user=args.events, seed=args.seed, if_empty=args.if_empty)
 
 
 if __name__ == "__main__":

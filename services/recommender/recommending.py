@@ -10,11 +10,11 @@ from collections.abc import Sequence
 import aiomysql
 
 from services.common.problems import DependencyUnavailable
+from services.common.store_errors import MYSQL_ERRORS
 from services.recommender import store
 from services.recommender.scoring import ScoringRules, popularity_of, recommend_tallies
 
 log = logging.getLogger(__name__)
-MYSQL_ERRORS = (aiomysql.Error, OSError, TimeoutError)
 
 
 class Recommender:

@@ -19,18 +19,13 @@ import logging
 import uuid
 
 import aiomysql
-from prometheus_client import Counter
-from redis.exceptions import RedisError
 
 from services.common.redis_shards import RedisShards
+from services.common.store_errors import MYSQL_ERRORS, REDIS_ERRORS
 from services.recommender import store
-from services.recommender.recommending import MYSQL_ERRORS
+from services.recommender.metrics import DELETED, PASSES
 
 log = logging.getLogger(__name__)
-DELETED = Counter(
-    "recommender_retention_deleted", "Rows deleted by the retention, by table", ["table"]
-)
-PASSES = Counter("recommender_retention_passes", "Retention passes, by outcome", ["outcome"])
 LOCK_KEY = "recommender:retention"
 
 
@@ -82,7 +77,7 @@ class Retention:
         _, client = self.redis.owner(LOCK_KEY)
         try:
             taken = await client.set(LOCK_KEY, self.token, nx=True, px=int(interval_s * 1000))
-        except (RedisError, OSError, TimeoutError) as exc:
+        except REDIS_ERRORS as exc:
             log.warning("retention lock unavailable; running anyway", extra={"error": repr(exc)})
             return True
         return bool(taken)

@@ -30,6 +30,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+# The defaults of RECOMMENDER_WINDOW_DAYS and RECOMMENDER_HALF_LIFE_DAYS (settings.py).
+WINDOW_DAYS = 90
+HALF_LIFE_DAYS = 14.0
 PURCHASE_FACTOR = 3
 RECOMMENDED = 3
 EXPLORE = 2
@@ -46,8 +49,8 @@ class Event:
 
 @dataclass(frozen=True)
 class ScoringRules:
-    window_days: int = 90
-    half_life_days: float = 14.0
+    window_days: int = WINDOW_DAYS
+    half_life_days: float = HALF_LIFE_DAYS
 
     def weight(self, at: dt.datetime, now: dt.datetime) -> float:
         return self.weight_of_age(age_in_days(at, now))

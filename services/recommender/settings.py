@@ -6,13 +6,14 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
+from services.recommender import scoring, store
 
 
 class RecommenderSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="RECOMMENDER_", extra="ignore", frozen=True)
 
-    WINDOW_DAYS: int = Field(90, ge=1, le=3650)
-    HALF_LIFE_DAYS: float = Field(14.0, gt=0, le=3650)
+    WINDOW_DAYS: int = Field(scoring.WINDOW_DAYS, ge=1, le=3650)
+    HALF_LIFE_DAYS: float = Field(scoring.HALF_LIFE_DAYS, gt=0, le=3650)
     # L1: per worker, bounded LRU with TTL.
     L1_SIZE: int = Field(50_000, ge=1)
     L1_TTL_S: float = Field(30.0, gt=0, le=86_400)
@@ -26,7 +27,7 @@ class RecommenderSettings(ServiceSettings):
     BATCH_MAX: int = Field(100, ge=1, le=1000)
     # A miss reads at most this many of a user's most recent searches, and as many purchases, in
     # the window (aggregated in SQL): older ones do not count. Bounds every miss's work.
-    MAX_EVENTS: int = Field(1_000, ge=1, le=100_000)
+    MAX_EVENTS: int = Field(store.MAX_EVENTS, ge=1, le=100_000)
     # Retention (retention.py): events and idempotency keys older than RETENTION_DAYS (unset:
     # WINDOW_DAYS + 1) are deleted, RETENTION_BATCH rows a statement with RETENTION_PAUSE_S
     # between statements, one pass every RETENTION_INTERVAL_S (one instance at a time).

@@ -21,13 +21,12 @@ from decimal import Decimal
 from typing import Literal
 
 import aiomysql
-from prometheus_client import Counter
 from pymysql.constants.ER import DUP_ENTRY
 from pymysql.err import IntegrityError
 
+from services.recommender.metrics import QUERIES
 from services.recommender.scoring import EventKind, Tally
 
-QUERIES = Counter("recommender_mysql_queries", "Queries sent to MySQL", ["query"])
 # A request waits at most this long for MySQL in all (connection, query, reply); longer counts
 # as MySQL being unavailable.
 QUERY_TIMEOUT_S = 2.0
@@ -138,20 +137,27 @@ async def popularity_counts(pool: aiomysql.Pool, since: dt.datetime) -> list[tup
         return [(c, int(s), int(p)) for c, s, p in await cur.fetchall()]
 
 
+# The one statement per kind of event, also used by the bulk generator (generate.py), with its
+# parameters in this order: (user_id, text, category, naive UTC time, success | amount).
+INSERT_SEARCH = (
+    "INSERT INTO searches (user_id, query, category, searched_at, success)"
+    " VALUES (%s, %s, %s, %s, %s)"
+)
+INSERT_PURCHASE = (
+    "INSERT INTO purchases (user_id, product_name, category, purchased_at, amount)"
+    " VALUES (%s, %s, %s, %s, %s)"
+)
+# How many events are stored (the generator fills only an empty database when asked to).
+COUNT_EVENTS = "SELECT (SELECT COUNT(*) FROM searches) + (SELECT COUNT(*) FROM purchases)"
+
+
 async def _insert_event(cur: aiomysql.Cursor, event: NewEvent) -> None:
     naive = event.at.astimezone(dt.UTC).replace(tzinfo=None)
+    common = (event.user_id, event.text, event.category, naive)
     if event.kind == "search":
-        await cur.execute(
-            "INSERT INTO searches (user_id, query, category, searched_at, success)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (event.user_id, event.text, event.category, naive, event.success),
-        )
+        await cur.execute(INSERT_SEARCH, (*common, event.success))
     else:
-        await cur.execute(
-            "INSERT INTO purchases (user_id, product_name, category, amount, purchased_at)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (event.user_id, event.text, event.category, event.amount, naive),
-        )
+        await cur.execute(INSERT_PURCHASE, (*common, event.amount))
 
 
 async def record(
