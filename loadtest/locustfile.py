@@ -25,33 +25,33 @@ routes are: the internal listener; default the host), `LOCUST_HOST` (or `--host`
 `LOADTEST_CAMPAIGNS` (e.g. `1001-1024`; discovered when unset), `LOCUST_MAX_ERROR_RATE`,
 `LOCUST_THINK_TIME`.
 
-The verdict (outcomes.py): 429s from the gateway's limits and the aggregator's own 502/504 on a
-fan-out endpoint are expected and reported apart; any other failure is unexpected, and the run
-exits 1 when unexpected failures exceed `--max-error-rate` percent of the requests served (0:
-none at all). Only locust, the standard library and the sibling modules are imported.
+The verdict (verdict.py, judging by outcomes.py): 429s from the gateway's limits and the
+aggregator's own 502/504 on a fan-out endpoint are expected and reported apart; any other failure
+is unexpected, and the run exits 1 when unexpected failures exceed `--max-error-rate` percent of
+the requests served (0: none at all). What the users and handlers share during a run (the
+campaigns, the verdict) is one object on locust's environment (run_state.py). Only locust, the
+standard library and the sibling modules are imported.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import outcomes
+import run_state
 import traffic
+import verdict
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.exception import StopUser
-from locust.runners import MasterRunner, WorkerRunner
-from locust.stats import StatsEntry
 
 log = logging.getLogger("quartet.loadtest")
 
-FANOUT_KIND = "api-client"
 # The timeouts the API clients give the aggregator (ms).
 FANOUT_TIMEOUT_MS = 1000
 GIFT_CODE_BATCH = 20
@@ -60,7 +60,7 @@ Handler = TypeVar("Handler", bound=Callable[..., None])
 
 
 def _on(hook: Any) -> Callable[[Handler], Handler]:
-    """`@_on(events.quitting)`: locust's EventHook is untyped; this keeps the handlers typed."""
+    """`@_on(events.init)`: locust's EventHook is untyped; this keeps the handlers typed."""
 
     def register(handler: Handler) -> Handler:
         hook.add_listener(handler)
@@ -71,12 +71,6 @@ def _on(hook: Any) -> Callable[[Handler], Handler]:
 
 def _fire(hook: Any, **kwargs: Any) -> None:
     hook.fire(**kwargs)
-
-
-class Catalog:
-    """What this process's users ask for, found once per test (test_start)."""
-
-    campaigns: ClassVar[list[int]] = list(range(1001, 1025))
 
 
 @_on(events.init_command_line_parser)
@@ -100,29 +94,14 @@ def _options(parser: Any, **_: Any) -> None:
     )
 
 
-@_on(events.test_start)
-def _discover(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, MasterRunner):
-        return
-    host = environment.host or ""
-    started = time.perf_counter()
-    try:
-        Catalog.campaigns = traffic.discover_campaigns(host, os.environ.get("LOADTEST_CAMPAIGNS"))
-    except (LookupError, ValueError) as exc:
-        log.error("campaign discovery failed: %s", exc)
-        _fire(
-            environment.events.request,
-            request_type="SETUP",
-            name="setup: campaign discovery",
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=0,
-            exception=exc,
-            context={},
-        )
-        return
-    log.info(
-        "campaigns %d..%d (%d)", Catalog.campaigns[0], Catalog.campaigns[-1], len(Catalog.campaigns)
-    )
+@_on(events.init)
+def _wire(environment: Environment, **_: Any) -> None:
+    """One RunState per run, on the environment; the handlers that fill and read it."""
+    state = run_state.attach(environment)
+    hooks: Any = environment.events
+    hooks.test_start.add_listener(lambda **_: run_state.discover(environment))
+    hooks.quitting.add_listener(lambda **_: verdict.judge(environment))
+    hooks.quit.add_listener(lambda **_: verdict.print_last(state))
 
 
 class QuartetUser(FastHttpUser):
@@ -176,7 +155,7 @@ class QuartetUser(FastHttpUser):
         return body if verdict.outcome is outcomes.Outcome.OK else None
 
     def campaign(self) -> int:
-        return traffic.pick(Catalog.campaigns, self.rng)
+        return traffic.pick(run_state.of(self.environment).campaigns, self.rng)
 
 
 class Visitor(QuartetUser):
@@ -280,7 +259,7 @@ class RecommendationReader(QuartetUser):
 class ApiClient(QuartetUser):
     """Clients of the aggregator's fan-out under a deadline."""
 
-    kind = FANOUT_KIND
+    kind = verdict.FANOUT_KIND
     weight = 10
     waits = (0.5, 1.5)
 
@@ -337,7 +316,7 @@ class AdminTrickle(QuartetUser):
         self.auth = {"Authorization": f"Bearer {token}"}
         # Claims only ever take codes this user minted, so the pool never runs dry whatever
         # other users (or earlier runs) do.
-        self.gift_campaign = Catalog.campaigns[0]
+        self.gift_campaign = run_state.of(self.environment).campaigns[0]
         self.codes_left = 0
         self.mint()
 
@@ -403,102 +382,3 @@ class AdminTrickle(QuartetUser):
         )
         if body is not None:
             self.codes_left -= 1
-
-
-# --- the verdict ------------------------------------------------------------------------------
-
-
-def _merged(environment: Environment, keep: Callable[[str], bool]) -> StatsEntry:
-    merged = StatsEntry(environment.stats, "merged", "", use_response_times_cache=False)
-    for entry in environment.stats.entries.values():
-        if keep(entry.name):
-            merged.extend(entry)
-    return merged
-
-
-def _percentile(entry: StatsEntry, fraction: float) -> float | None:
-    return float(entry.get_response_time_percentile(fraction)) if entry.num_requests else None
-
-
-@_on(events.quitting)
-def _judge(environment: Environment, **_: Any) -> None:
-    runner = environment.runner
-    if runner is None or isinstance(runner, WorkerRunner):
-        return  # the master (or the single process) judges the whole run
-    stats = environment.stats
-    summary = outcomes.summarize(
-        stats.total.num_requests,
-        (
-            outcomes.ErrorRow(
-                e.method or "",
-                e.name,
-                outcomes.error_message(e.to_name(), e.method, e.name),
-                e.occurrences,
-            )
-            for e in stats.errors.values()
-        ),
-    )
-    options = environment.parsed_options
-    threshold = float(getattr(options, "max_error_rate", 1.0))
-    passed, why = summary.verdict(threshold)
-    if runner.exceptions:
-        passed, why = False, f"{len(runner.exceptions)} exceptions in the locustfile's tasks"
-    non_fanout = _merged(environment, lambda name: not name.startswith(f"{FANOUT_KIND}: "))
-    report: dict[str, Any] = {
-        "passed": passed,
-        "why": why,
-        "max_error_rate_percent": threshold,
-        "requests": summary.requests,
-        "served": summary.served,
-        "rate_limited_429": summary.rate_limited,
-        "upstream_502_504": summary.upstream,
-        "unexpected": summary.unexpected,
-        "unexpected_rate_percent": round(100 * summary.unexpected_rate, 4),
-        "unexpected_by_message": dict(summary.unexpected_by_message.most_common()),
-        "task_exceptions": len(runner.exceptions),
-        "rps": round(stats.total.total_rps, 1),
-        "p50_ms": _percentile(stats.total, 0.5),
-        "p99_ms": _percentile(stats.total, 0.99),
-        "p99_ms_excluding_fanout": _percentile(non_fanout, 0.99),
-        "load_generator_cpu_warning": bool(getattr(runner, "cpu_warning_emitted", False)),
-        "host": environment.host,
-        "users": getattr(options, "num_users", None),
-        "think_time": getattr(options, "think_time", None),
-        "run_time": getattr(options, "run_time", None),
-    }
-    environment.process_exit_code = 0 if passed else 1
-    _Report.text = _render(report)
-    prefix = getattr(options, "csv_prefix", None)
-    if prefix:
-        with open(f"{prefix}_summary.json", "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2, sort_keys=True)
-            f.write("\n")
-
-
-class _Report:
-    text = ""
-
-
-def _render(report: dict[str, Any]) -> str:
-    lines = [
-        "",
-        "Quartet load test verdict",
-        f"  requests {report['requests']}, served {report['served']} "
-        f"({report['rps']} req/s), p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms, "
-        f"p99 without fan-out {report['p99_ms_excluding_fanout']} ms",
-        f"  expected, reported apart: {report['rate_limited_429']} x 429 from the gateway's "
-        f"limits, {report['upstream_502_504']} x 502/504 from the aggregator (work server failed)",
-        f"  unexpected: {report['unexpected']} ({report['unexpected_rate_percent']} %)",
-    ]
-    lines += [f"    {count} x {what}" for what, count in report["unexpected_by_message"].items()]
-    if report["load_generator_cpu_warning"]:
-        lines.append("  WARNING: locust's CPU went above 90 %: the load generator was a bottleneck")
-    lines.append(f"  {'PASSED' if report['passed'] else 'FAILED'}: {report['why']}")
-    return "\n".join(lines)
-
-
-@_on(events.quit)
-def _print_verdict(**_: Any) -> None:
-    # After locust's own tables, so the verdict is the last thing on the screen.
-    if _Report.text:
-        print(_Report.text, flush=True)

@@ -64,7 +64,10 @@ def test_the_smoke_profile_sends_every_kind_of_traffic_without_unexpected_failur
     assert verdict["passed"] is True
     assert verdict["unexpected"] == 0
     assert (tmp_path / "smoke.html").stat().st_size > 0
-    assert "PASSED" in output
+    # The verdict is printed last, after locust's own tables (verdict.print_last at quit).
+    printed = result.stdout.rstrip().splitlines()
+    assert "Quartet load test verdict" in printed
+    assert printed[-1].startswith("  PASSED: "), printed[-12:]
 
 
 def test_unexpected_failures_fail_the_run(cluster: RunningCluster, tmp_path: Path) -> None:
@@ -74,5 +77,6 @@ def test_unexpected_failures_fail_the_run(cluster: RunningCluster, tmp_path: Pat
     )
     assert result.returncode == 1, (result.stdout + result.stderr)[-4000:]
     verdict = json.loads((tmp_path / "smoke_summary.json").read_text())
+    assert result.stdout.rstrip().splitlines()[-1].startswith("  FAILED: ")
     assert verdict["passed"] is False
     assert any("HTTP 404" in message for message in verdict["unexpected_by_message"])
