@@ -22,24 +22,26 @@ from pathlib import Path
 
 from services.banner import generate as banner_generate
 from services.banner.ingest import ingest
+from services.common.dsn_arg import add_dsn_argument, dsn_of
 from services.common.settings import parse_shards
 from services.recommender import generate as events_generate
 
-# The seed every deployment uses: banner pods that generate their own copy of the images (the
-# Kubernetes initContainer) get the same files as the dataset ingested here.
-SEED = 7
+# The demo events' seed: fixed, so every deployment's demo recommendations are the same.
+EVENTS_SEED = 7
 
 
 def seed(banner_dirs: list[Path], dsn: str, shards: dict[str, str], *, users: int) -> None:
     for banner_dir in banner_dirs:
         if not banner_dir.is_dir() or not any(banner_dir.iterdir()):
             print(f"generating the demo banner dataset in {banner_dir}", flush=True)
-            banner_generate.generate(banner_dir, seed=SEED)
+            # The generator's default seed, the one the banner pods' initContainer
+            # (`python -m services.banner.generate`) uses: their images match this dataset.
+            banner_generate.generate(banner_dir)
         print(f"ingesting banner data from {banner_dir}", flush=True)
         ingest(banner_dir, dsn, shards, lambda line: print(line, flush=True))
     print("demo recommender events (only into empty tables)", flush=True)
     events_generate.generate(
-        dsn, users=users, per_user=events_generate.EVENTS_PER_USER, seed=SEED, if_empty=True
+        dsn, users=users, per_user=events_generate.EVENTS_PER_USER, seed=EVENTS_SEED, if_empty=True
     )
 
 
@@ -47,15 +49,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--banner-dir", type=Path, action="append", required=True)
     parser.add_argument("--users", type=int, default=10_000, help="users of the demo events")
-    parser.add_argument("--dsn", default=os.environ.get("MYSQL_DSN"), help="default: $MYSQL_DSN")
+    add_dsn_argument(parser)
     args = parser.parse_args()
-    if not args.dsn:
-        sys.exit("MYSQL_DSN is not set")
+    dsn = dsn_of(args)
     if args.users < 1:
         sys.exit("--users must be positive")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     shards = parse_shards(os.environ.get("REDIS_SHARDS", ""))
-    seed(args.banner_dir, args.dsn, shards, users=args.users)
+    seed(args.banner_dir, dsn, shards, users=args.users)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""The aggregator: `gunicorn services.aggregator.app:app`."""
+"""The aggregator: `gunicorn services.aggregator.app:app`.
+
+It stores nothing, so it has no store module: its only Redis use is the kit's cluster-wide
+in-flight cap (AGGREGATOR_INFLIGHT_LIMIT, services/common/limiter.py), wired by create_app from
+REDIS_SHARDS. Everything else it knows arrives over HTTP from the work server and its peers.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.aggregator.api import router
+from services.aggregator.api import AGGREGATOR, AggregatorState, router
 from services.aggregator.compose import Peers
 from services.aggregator.settings import AggregatorSettings
 from services.aggregator.upstream import Upstream, new_session
@@ -20,11 +25,9 @@ SERVICE = "aggregator"
 async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
     settings = kit.settings
     assert isinstance(settings, AggregatorSettings)
+    # One session (one connection pool) per worker for every upstream.
     session = new_session(settings.POOL_SIZE)
-    app.state.http = session
-    app.state.work = Upstream("work", session)
-    app.state.work_url = str(settings.UPSTREAM_URL)
-    app.state.peers = Peers(
+    peers = Peers(
         counter=Upstream("counter", session),
         banner=Upstream("banner", session),
         recommender=Upstream("recommender", session),
@@ -32,6 +35,8 @@ async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
         banner_url=str(settings.BANNER_URL).rstrip("/"),
         recommender_url=str(settings.RECOMMENDER_URL).rstrip("/"),
     )
+    work = Upstream("work", session)
+    AGGREGATOR.put(app, AggregatorState(settings, work, str(settings.UPSTREAM_URL), peers))
     try:
         yield
     finally:

@@ -3,6 +3,11 @@
 The three parts are fetched concurrently; whatever arrived by the deadline is in the page, and
 `errors` says why each missing part is missing. The visitor's cookie goes to the banner service
 and its Set-Cookie comes back, so banner rotation works through the aggregator too.
+
+The aggregator is its peers' client, not part of them: it knows their public paths as any caller
+through the gateway does, and imports nothing of theirs. The one fact it shares with the counter,
+what a page id is, is the kit's (services/common/page_id.py), so it refuses exactly what the
+counter would and only ever puts a path-safe id into the counter's URL.
 """
 
 from __future__ import annotations

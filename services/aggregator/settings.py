@@ -3,6 +3,7 @@ from __future__ import annotations
 from pydantic import AnyHttpUrl, Field
 from pydantic_settings import SettingsConfigDict
 
+from services.common.description import WORKSIM
 from services.common.settings import ServiceSettings
 
 
@@ -10,7 +11,7 @@ class AggregatorSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="AGGREGATOR_", extra="ignore", frozen=True)
 
     # The "work" server the fan-out endpoints call (the local cluster runs the simulator).
-    UPSTREAM_URL: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8190/")
+    UPSTREAM_URL: AnyHttpUrl = AnyHttpUrl(f"http://127.0.0.1:{WORKSIM.local_port}/")
     # Peers of the page composition, by URL (cluster-wide names).
     BANNER_URL: AnyHttpUrl = Field(
         AnyHttpUrl("http://127.0.0.1:8081"), validation_alias="BANNER_URL"

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import hashlib
 import logging
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import aiomysql
 
+from services.common.dsn_arg import add_dsn_argument, dsn_of
 from services.common.mysql import create_pool
 
 log = logging.getLogger(__name__)
@@ -136,12 +136,11 @@ async def run(services: list[str], dsn: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("services", nargs="+", help="service packages, e.g. counter")
-    parser.add_argument("--dsn", default=os.environ.get("MYSQL_DSN"), help="default: $MYSQL_DSN")
+    add_dsn_argument(parser)
     args = parser.parse_args()
-    if not args.dsn:
-        sys.exit("MYSQL_DSN is not set")
+    dsn = dsn_of(args)
     try:
-        asyncio.run(run(args.services, args.dsn))
+        asyncio.run(run(args.services, dsn))
     except MigrationError as exc:
         sys.exit(f"migration failed: {exc}")
 

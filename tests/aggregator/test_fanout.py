@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from services.aggregator.api import AGGREGATOR
 from services.aggregator.app import build_app
 from services.aggregator.fanout import fan_all
 from services.aggregator.settings import AggregatorSettings
@@ -200,7 +201,7 @@ async def test_no_task_or_connection_outlives_1000_mixed_requests(
     assert set(statuses) <= {200, 502, 504}
     await asyncio.sleep(0.05)
     assert len(_aggregator_tasks()) <= baseline
-    connector = application.state.http.connector
+    connector = AGGREGATOR.of_app(application).work.session.connector
     assert connector is not None
     in_use = sum(len(v) for v in connector._acquired_per_host.values())
     idle = sum(len(v) for v in connector._conns.values())

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.recommender.faults import Timed, refused, stalled, timed
 from tests.recommender.test_api import add_events, new_user
 from tests.support.cluster import RunningCluster
+from tests.support.faults import MYSQL, Timed, timed
+from tests.support.faults import programs_refused as refused
+from tests.support.faults import programs_stalled as stalled
 
 TIMEOUT_MS = 1000
 # What the answer may take beyond the caller's timeout on this shared, noisy 2-core machine
@@ -76,8 +78,8 @@ FAULTS: dict[str, tuple[Fault, Expect]] = {
             exact=True,
         ),
     ),
-    "mysql refused": (lambda c: refused(c, "mariadb"), _peers_up(recommendations="unavailable")),
-    "mysql stalled": (lambda c: stalled(c, "mariadb"), _peers_up(recommendations="timeout")),
+    "mysql refused": (lambda c: refused(c, MYSQL), _peers_up(recommendations="unavailable")),
+    "mysql stalled": (lambda c: stalled(c, MYSQL), _peers_up(recommendations="timeout")),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import pytest
@@ -52,6 +53,40 @@ async def test_a_peer_down_leaves_a_partial_page(
 
 
 async def test_nothing_arrived_is_an_error(cluster: RunningCluster) -> None:
+    # No campaign and no user: the visits are the only part asked for, and the counter is down.
+    await asyncio.to_thread(cluster.ctl, "stop", "counter:*")
+    try:
+        async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+            response = await client.get("/api/page/nothing-arrived?timeout=1000")
+    finally:
+        await asyncio.to_thread(cluster.ctl, "start", "counter:*")
+        for index in (1, 2):
+            await asyncio.to_thread(cluster.wait_ready, f"counter_{index}")
+        await _visits_arrive_again(cluster)
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["status"] == 502
+    assert body["detail"] == "no part of the page arrived"
+    assert body["errors"] == {"visits": "unavailable"}
+
+
+async def _visits_arrive_again(cluster: RunningCluster, timeout_s: float = 30) -> None:
+    """nginx counts every counter failed for its fail_timeout (5 s) after they were all down:
+    the next tests need the visits part back, so poll for it."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+        while time.monotonic() < deadline:
+            answer = await client.get("/api/page/nothing-arrived?timeout=1000")
+            if answer.status_code == 200:
+                return
+            await asyncio.sleep(0.25)
+    raise AssertionError(f"the counter is not reachable {timeout_s}s after its restart")
+
+
+async def test_a_missing_part_is_a_partial_page_and_bad_input_a_422(
+    cluster: RunningCluster,
+) -> None:
     async with httpx.AsyncClient(base_url=cluster.gateway) as client:
         response = await client.get("/api/page/x?campaign_id=987654&timeout=1000")
         bad = await client.get("/api/page/x?timeout=0")
@@ -59,6 +94,7 @@ async def test_nothing_arrived_is_an_error(cluster: RunningCluster) -> None:
     # The counter answers, the unknown campaign is a 404: a partial page, not an error.
     assert response.status_code == 200
     assert response.json()["errors"] == {"banner": "not_found"}
+    assert response.json()["visits"] is not None
     assert bad.status_code == 422
     assert bad_page.status_code == 422
 

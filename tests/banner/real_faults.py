@@ -4,32 +4,23 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pymysql
-
-from services.common.mysql import connect_blocking
+from tests.support import faults
 from tests.support.cluster import RunningCluster
+from tests.support.faults import MYSQL
+from tests.support.faults import program_pid as pid_of
 
-MYSQL = "mariadb"
-
-
-def pid_of(cluster: RunningCluster, program: str) -> int:
-    return int(cluster.ctl("pid", program).strip())
+__all__ = ["MYSQL", "gunicorn_pids", "killed", "pid_of", "sigkill", "stalled"]
 
 
 @contextmanager
 def stalled(cluster: RunningCluster, program: str) -> Iterator[None]:
     """The process frozen (SIGSTOP): its sockets accept, nothing answers."""
-    pid = pid_of(cluster, program)
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with faults.stalled(pid_of(cluster, program)):
         yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 @contextmanager
@@ -42,19 +33,7 @@ def killed(cluster: RunningCluster, program: str) -> Iterator[None]:
     finally:
         cluster.ctl("start", program)
         if program == MYSQL:
-            wait_for_mysql(cluster)
-
-
-def wait_for_mysql(cluster: RunningCluster, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            connect_blocking(cluster.mysql_dsn).close()
-            return
-        except pymysql.err.MySQLError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+            faults.wait_for_mysql(cluster.mysql_dsn)
 
 
 def gunicorn_pids(cluster: RunningCluster, name: str) -> list[int]:
