@@ -40,7 +40,7 @@ from typing import Any
 
 from wrk_output import WrkResult, bench_json, parse_wrk
 
-from cluster.render import service_env
+from cluster.service_env import service_env
 from cluster.topology import ClusterSettings, Topology
 from services.banner.visitors import COOKIE, Visitor, VisitorCookies
 

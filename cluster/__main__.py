@@ -26,9 +26,11 @@ from pathlib import Path
 import redis
 
 from cluster import mariadb
-from cluster.render import render_nginx, render_prometheus, render_supervisor
-from cluster.topology import SERVICES, ClusterSettings, Topology
-from services.common import migrations
+from cluster.gateway import render_nginx
+from cluster.prometheus_targets import render_prometheus
+from cluster.supervisord import render_supervisor
+from cluster.topology import ClusterSettings, Topology
+from services.common import description, migrations
 
 
 def say(message: str) -> None:
@@ -124,9 +126,9 @@ def orchestrate(topo: Topology, dsn: str, private: bool) -> None:
     if private:
         mariadb.provision(topo, timeout_s)
     say("applying migrations")
-    asyncio.run(migrations.run([s.name for s in SERVICES], dsn))
+    asyncio.run(migrations.run([s.name for s in description.SERVICES if s.mysql], dsn))
     seed_demo_data(topo, dsn)
-    for spec in SERVICES:
+    for spec in description.SERVICES:
         ctl(topo, "start", f"{spec.name}:*")
     for instance in topo.instances:
         _wait(

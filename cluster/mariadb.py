@@ -1,5 +1,6 @@
 """The private MariaDB of the local cluster: created under the state directory on first start,
-provisioned with a `quartet` database and user (password in .run/secrets/mysql_password)."""
+provisioned with a `quartet` database and user (password in .run/secrets/mysql_password), and
+the flags supervisord runs it with."""
 
 from __future__ import annotations
 
@@ -84,3 +85,25 @@ def provision(topo: Topology, timeout_s: float) -> None:
         conn.commit()
     finally:
         conn.close()
+
+
+def mariadb_args(topo: Topology) -> list[str]:
+    """The private server's flags (supervisord runs `mariadbd` with them)."""
+    data = topo.state / "mariadb"
+    args = [
+        "--no-defaults",
+        f"--datadir={data / 'data'}",
+        f"--socket={topo.mysql_socket}",
+        f"--pid-file={data / 'mariadb.pid'}",
+        f"--port={topo.mysql_port}",
+        "--bind-address=127.0.0.1",
+        "--skip-name-resolve",
+        "--max-connections=300",
+        "--innodb-buffer-pool-size=256M",
+        "--innodb-flush-log-at-trx-commit=1",
+        "--character-set-server=utf8mb4",
+        "--collation-server=utf8mb4_unicode_ci",
+    ]
+    if os.geteuid() == 0:
+        args.append("--user=root")
+    return args

@@ -1,8 +1,10 @@
 """What the local cluster is made of: every process, its port and its environment.
 
-Adding a service is one entry in SERVICES (and its nginx/api/<service>.conf and upstream).
-Ports are fixed defaults shifted by QUARTET_PORT_OFFSET, so a second cluster (the tests') can run
-beside a developer's `make run` without a clash.
+The services, their first ports and their secrets come from services/common/description.py (a
+new service there is a new supervisord group here, nothing to add). What is only local stays
+here: the shards', MariaDB's, the gateway's and the exporters' ports, and the worksim's fault
+rates. Ports are fixed defaults shifted by QUARTET_PORT_OFFSET, so a second cluster (the tests')
+can run beside a developer's `make run` without a clash.
 """
 
 from __future__ import annotations
@@ -16,25 +18,11 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.common import description
+
 ROOT = Path(__file__).resolve().parent.parent
 
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    base_port: int
-    # env names of secrets the service needs, generated under .run/secrets unless set
-    secrets: tuple[str, ...] = ()
-
-
-SERVICES: tuple[ServiceSpec, ...] = (
-    ServiceSpec("counter", 8110),
-    ServiceSpec("banner", 8120, secrets=("BANNER_COOKIE_SECRET",)),
-    ServiceSpec("recommender", 8130),
-    ServiceSpec("aggregator", 8140),
-)
-# The aggregator's default upstream: the work simulator (a test double, services/worksim).
-WORKSIM_BASE_PORT = 8190
+# The work simulator's fault rates in the local cluster (the aggregator's default upstream).
 WORKSIM_DEFAULTS = {
     "WORKSIM_P_500": "0.05",
     "WORKSIM_P_429": "0.02",
@@ -91,16 +79,17 @@ class Topology:
         self.gateway_port = 8080 + offset
         self.internal_port = 8081 + offset
         self.mysql_port = 3307 + offset
-        self.worksim_port = WORKSIM_BASE_PORT + offset
+        self.worksim_port = description.WORKSIM.local_port + offset
         self.prometheus_port = 9090 + offset
         self.nginx_exporter_port = 9113 + offset
         self.redis_exporter_port = 9121 + offset
         self.mysqld_exporter_port = 9104 + offset
         self.mtail_port = 3903 + offset
         self.redis_ports = [port + offset for port in REDIS_BASE_PORTS]
+        # description.SERVICES read here, not imported: a test can describe one more service.
         self.instances = [
-            Instance(spec.name, i, spec.base_port + offset + i - 1)
-            for spec in SERVICES
+            Instance(spec.name, i, spec.local_port + offset + i - 1)
+            for spec in description.SERVICES
             for i in range(1, settings.INSTANCES + 1)
         ]
 

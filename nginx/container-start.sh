@@ -19,13 +19,8 @@ prefix=${NGINX_PREFIX:-/tmp/nginx}
 : "${GATEWAY_BURST:=50}"
 : "${GATEWAY_CLAIM_RATE:=1r/s}"
 : "${GATEWAY_CLAIM_BURST:=5}"
-# The admin routes on the public listener too only when asked (cluster/render.py: admin_routes).
+# The admin routes on the public listener too only when asked (render.sh).
 : "${GATEWAY_PUBLIC_ADMIN:=false}"
-case "$GATEWAY_PUBLIC_ADMIN" in
-    true|1|yes) GATEWAY_ADMIN_ROUTES=gateway/admin.conf ;;
-    false|0|no|"") GATEWAY_ADMIN_ROUTES=gateway/admin-closed.conf ;;
-    *) echo "GATEWAY_PUBLIC_ADMIN must be true or false" >&2; exit 1 ;;
-esac
 : "${GATEWAY_CONN:=10}"
 : "${TRUSTED_PROXIES:=}"
 : "${UPSTREAM_PORT:=8000}"
@@ -59,9 +54,11 @@ mkdir -p "$prefix/tmp" "$prefix/logs"
 # $UPSTREAM_REFRESH_S seconds while nginx runs (upstreams.sh says why nginx cannot do it). A
 # `<SERVICE>_SERVERS` given in the environment is used as it is and never re-resolved (the tests
 # run this script on the host against fixed ports); UPSTREAM_REFRESH_S=0 resolves once, at start.
+# The services are the upstreams of the template (generated from services/common/description.py).
 : "${UPSTREAM_REFRESH_S:=2}"
-SERVICES="counter banner recommender aggregator"
 . "$(dirname "$0")/upstreams.sh"
+. "$(dirname "$0")/render.sh"
+SERVICES=$(upstreams_in "$prefix/upstreams.conf.template")
 WATCHED=
 for service in $SERVICES; do
     var=$(servers_var "$service")
@@ -72,30 +69,11 @@ for service in $SERVICES; do
 done
 resolve_upstreams
 
-# The template wants directives; the environment gives a comma-separated list of CIDRs.
-TRUSTED_PROXIES=$(echo "$TRUSTED_PROXIES" | tr ',' '\n' | sed '/^ *$/d; s/^ *\(.*[^ ]\) *$/set_real_ip_from \1;/')
 export GATEWAY_LISTEN INTERNAL_LISTEN GATEWAY_RATE GATEWAY_BURST GATEWAY_CONN TRUSTED_PROXIES \
-    METRICS_LOG GATEWAY_CLAIM_RATE GATEWAY_CLAIM_BURST GATEWAY_ADMIN_ROUTES
-
-# Only ${UPPER_CASE} names are ours: nginx's own $variables must stay. A name the templates use
-# that nothing defines is an error, as in the local cluster's renderer.
-templates=$(find "$prefix" -name '*.template')
-names=$(cat $templates | grep -o '\${[A-Z][A-Z0-9_]*}' | sort -u | tr -d '${}')
-for name in $names; do
-    eval "defined=\${$name+yes}"
-    # shellcheck disable=SC2154 # set by the eval above
-    if [ "$defined" != yes ]; then
-        echo "container-start: the templates need \$$name, which is not set" >&2
-        exit 1
-    fi
-done
-list=$(for name in $names; do printf '${%s} ' "$name"; done)
+    METRICS_LOG GATEWAY_CLAIM_RATE GATEWAY_CLAIM_BURST GATEWAY_PUBLIC_ADMIN
 # The watcher renders the upstreams again: keep their template outside nginx's include paths.
 cp "$prefix/upstreams.conf.template" "$prefix/tmp/upstreams.in"
-for template in $templates; do
-    envsubst "$list" < "$template" > "${template%.template}"
-    rm "$template"
-done
+render_templates "$prefix"
 echo "upstreams: started: $(summary_of "$(cat "$prefix/upstreams.conf")")" >&2
 
 helpers=  # the background loops, stopped when nginx has exited

@@ -10,7 +10,8 @@
 # 1.27.3, with a shared zone and a resolver: one configuration serves both images, so the lists
 # are made here, from the resolver every program in the container uses.
 #
-# Expects: $SERVICES, $UPSTREAM_PORT, $UPSTREAM_REFRESH_S, $prefix, $list (the envsubst names),
+# Expects: $SERVICES (upstreams_in), $UPSTREAM_PORT, $UPSTREAM_REFRESH_S, $prefix, $list (the
+# envsubst names, set by render.sh's render_templates),
 # and the variable <SERVICE>_SERVERS of every service in $WATCHED.
 
 # The addresses a name resolves to, one a line, sorted: an unchanged set of replicas gives the
@@ -26,6 +27,11 @@ addresses_of() {
             END {
                 if (n4) { for (a in v4) print a } else if (n6) { for (a in v6) print a }
             }' | sort
+}
+
+# The upstream names of an upstreams template, one a line, in its order.
+upstreams_in() {
+    awk '$1 == "upstream" { print $2 }' "$1"
 }
 
 servers_var() {

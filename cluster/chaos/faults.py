@@ -23,8 +23,9 @@ import psutil
 import redis
 
 from cluster.topology import Topology
+from services.common import description
 
-SERVICES = ("counter", "banner", "recommender", "aggregator")
+SERVICES = description.names()
 RECOVERY_S = 60.0  # the longest a killed instance or a restarted shard may take to answer again
 KINDS = ("kill_instance", "stall_shard", "stall_mysql", "restart_shard")
 

@@ -24,7 +24,7 @@ import httpx
 import pymysql
 import pytest
 
-from cluster.render import service_env
+from cluster.service_env import service_env
 from services.common.description import SERVICES, names
 from services.common.ring import ShardRing
 from services.counter.pages import visits_key

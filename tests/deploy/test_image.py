@@ -22,7 +22,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from cluster.image import build
-from cluster.render import service_env
+from cluster.service_env import service_env
 from services.common import gunicorn_conf
 from tests.support import docker
 from tests.support.cluster import RunningCluster
