@@ -11,8 +11,7 @@ import pytest
 from tests.counter.conftest import PageOn, ledger_total
 from tests.support.cluster import RunningCluster
 from tests.support.load import hammer
-
-FLUSH_WAIT_S = 1.6  # one flush interval (1 s in the test cluster) and a margin
+from tests.support.polling import wait_until
 
 
 async def _wait_for(predicate_value: object, probe: object, timeout_s: float = 10) -> object:
@@ -45,13 +44,13 @@ async def test_20000_concurrent_posts_are_counted_exactly(
     page = page_on(cluster.topo.shard_names[1])
     result = await hammer("POST", [f"{cluster.internal}/visits/{page}"] * 20_000, concurrency=200)
     assert result.ok == 20_000, (result.statuses, result.errors)
-    await asyncio.sleep(FLUSH_WAIT_S)
+    # Flushed by both instances (before any GET, so no answer is cached from before the flush).
+    owner = cluster.redis(cluster.topo.shard_names[1])
+    in_redis = await _wait_for(20_000, lambda: int(owner.get(f"visits:{page}") or 0))
+    assert in_redis == 20_000
     async with httpx.AsyncClient(base_url=cluster.gateway) as client:
         answers = [(await client.get(f"/visits/{page}")).json() for _ in range(4)]
     assert {a["visits"] for a in answers} == {20_000}
-    # Both instances took POSTs: their shard reads agree with Redis itself.
-    owner = cluster.redis(cluster.topo.shard_names[1])
-    assert int(owner.get(f"visits:{page}") or 0) == 20_000
     assert await _wait_for(20_000, lambda: ledger_total(cluster, page)) == 20_000
 
 
@@ -60,7 +59,7 @@ async def test_daily_ledger_endpoint(cluster: RunningCluster, page_on: PageOn) -
     async with httpx.AsyncClient(base_url=cluster.gateway) as client:
         for _ in range(3):
             assert (await client.post(f"/visits/{page}")).status_code == 200
-        await asyncio.sleep(FLUSH_WAIT_S)
+        assert await _wait_for(3, lambda: ledger_total(cluster, page)) == 3
         body = (await client.get(f"/visits/{page}/daily", params={"days": 3})).json()
         default = (await client.get(f"/visits/{page}/daily")).json()
     assert body["page_id"] == page
@@ -79,7 +78,9 @@ async def test_read_cache_then_shard_and_both_shards_used(
     async with httpx.AsyncClient(base_url=cluster.gateway) as client:
         for page in pages.values():
             await client.post(f"/visits/{page}")
-        await asyncio.sleep(FLUSH_WAIT_S)
+        for shard, page in pages.items():
+            redis, key = cluster.redis(shard), f"visits:{page}"
+            assert await _wait_for(1, lambda r=redis, k=key: int(r.get(k) or 0)) == 1, shard
         for shard, page in pages.items():
             first = [(await client.get(f"/visits/{page}")).json() for _ in range(12)]
             assert {a["visits"] for a in first} == {1}
@@ -88,10 +89,14 @@ async def test_read_cache_then_shard_and_both_shards_used(
             assert set(sources) <= {shard, "in_memory"}
             assert 1 <= sources.count(shard) <= 2
             assert sources.count("in_memory") >= 10
-        await asyncio.sleep(5.2)  # COUNTER_CACHE_TTL_S = 5 in the test cluster
+        # Once COUNTER_CACHE_TTL_S (5 s in the test cluster) has passed, reads reach the shard.
         for shard, page in pages.items():
-            after = [(await client.get(f"/visits/{page}")).json()["served_via"] for _ in range(6)]
-            assert shard in after
+
+            async def from_the_shard(shard: str = shard, page: str = page) -> bool:
+                answer = (await client.get(f"/visits/{page}")).json()
+                return bool(answer["served_via"] == shard)
+
+            await wait_until(from_the_shard, timeout_s=8, what=f"{page} read from {shard}")
 
 
 @pytest.mark.parametrize(
