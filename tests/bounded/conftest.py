@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
-import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import pytest
@@ -35,7 +33,6 @@ def keys_matching(cluster: RunningCluster, pattern: str) -> list[tuple[str, redi
     return found
 
 
-T = TypeVar("T")
 Request = Callable[[httpx.AsyncClient], Awaitable[httpx.Response]]
 
 
@@ -73,16 +70,6 @@ async def flood(
         async with asyncio.timeout(deadline_s):
             await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     return statuses
-
-
-async def poll(probe: Callable[[], T], ok: Callable[[T], bool], timeout_s: float) -> T:
-    """probe() (blocking, in a thread) until ok(value) or the deadline; the last value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await asyncio.to_thread(probe)
-        if ok(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.2)
 
 
 StartService = Callable[..., str]

@@ -11,8 +11,9 @@ from functools import partial
 import redis
 
 from services.common.mysql import connect_blocking
-from tests.bounded.conftest import StartService, flood, get, keys_matching, metric, poll, post
+from tests.bounded.conftest import StartService, flood, get, keys_matching, metric, post
 from tests.support.cluster import RunningCluster
+from tests.support.polling import settled
 
 
 def ledger_rows(cluster: RunningCluster, prefix: str) -> int:
@@ -42,7 +43,7 @@ async def test_a_flood_of_unique_pages_costs_one_key_and_one_ledger_row_each(
     def flooded() -> list[tuple[str, redis.Redis]]:
         return keys_matching(cluster, f"visits:{prefix}*")
 
-    keys = await poll(flooded, lambda found: len(found) == len(pages), timeout_s=30)
+    keys = await settled(flooded, lambda found: len(found) == len(pages), timeout_s=30)
     assert len(keys) == len(pages)
     by_name = dict(keys)
     # Counts never expire: no TTL, so `volatile-lru` never evicts them.
@@ -57,13 +58,13 @@ async def test_a_flood_of_unique_pages_costs_one_key_and_one_ledger_row_each(
     assert max(sizes[24]) <= 100
     assert max(sizes[128]) <= 210
 
-    rows = await poll(partial(ledger_rows, cluster, prefix), lambda n: n == len(pages), 30)
+    rows = await settled(partial(ledger_rows, cluster, prefix), lambda n: n == len(pages), 30)
     assert rows == len(pages)
     # The buffers drained: nothing left waiting in any process.
     for name in ("counter_1", "counter_2"):
         url = cluster.instance_url(name)
         rows_left = partial(metric, url, "counter_buffered_rows")
-        assert await poll(rows_left, lambda n: n == 0, 10) == 0
+        assert await settled(rows_left, lambda n: n == 0, 10) == 0
 
 
 async def test_the_read_cache_holds_at_most_its_size_under_a_flood(

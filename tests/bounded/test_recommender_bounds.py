@@ -13,8 +13,9 @@ import httpx
 from services.common.mysql import connect_blocking, create_pool
 from services.recommender.recommending import Recommender
 from services.recommender.scoring import Event, ScoringRules, recommend
-from tests.bounded.conftest import Request, StartService, flood, get, keys_matching, metric, poll
+from tests.bounded.conftest import Request, StartService, flood, get, keys_matching, metric
 from tests.support.cluster import RunningCluster
+from tests.support.polling import settled
 
 RULES = ScoringRules(90, 14)
 POPULAR = {f"cat-{i}": float(100 - i) for i in range(10)}
@@ -115,7 +116,7 @@ async def test_a_flood_of_unknown_users_creates_no_redis_key(cluster: RunningClu
         return [k for k, _ in keys_matching(cluster, "rec:*") if int(k.split(":")[-1]) in flooded]
 
     # Load locks (PX RECOMMENDER_LOAD_LOCK_S) are dropped by their loader at once.
-    assert await poll(flood_keys, lambda keys: keys == [], timeout_s=5) == []
+    assert await settled(flood_keys, lambda keys: keys == [], timeout_s=5) == []
     everything = keys_matching(cluster, "rec:*")
     assert f"rec:{known}" in {k for k, _ in everything}  # users with history are cached
     # Every key of the cache has a TTL, so `volatile-lru` may evict any of them.

@@ -55,12 +55,17 @@ async def test_a_dead_holders_lease_is_reclaimed_after_expiry(scratch_redis: int
     redis = Redis(port=scratch_redis)
     limiter = InFlightLimiter("leasetest", redis, cap=2, lease_s=0.5)
     # Two holders that die without releasing (a killed worker).
+    taken = time.monotonic()
     assert await limiter.acquire() is not None
     assert await limiter.acquire() is not None
     assert await limiter.acquire() is None
-    await asyncio.sleep(0.6)
-    lease = await limiter.acquire()
+    # Poll for the expiry rather than sleep past it; it must not come early either.
+    lease = None
+    while lease is None and time.monotonic() - taken < 5:
+        await asyncio.sleep(0.05)
+        lease = await limiter.acquire()
     assert isinstance(lease, Lease)
+    assert time.monotonic() - taken >= 0.5
     assert lease.occupancy == 1
     await redis.aclose()
 

@@ -15,8 +15,10 @@ import httpx
 from tests.counter.conftest import PageOn, ledger_total
 from tests.support.cluster import RunningCluster
 from tests.support.load import LoadResult, hammer
+from tests.support.polling import wait_until
 
 MANY = 200_000  # more URLs than the load can send before the test stops it
+STEP = 500  # answered POSTs that make "the load has run on" (about half a second of it)
 
 
 class PostLoad:
@@ -24,8 +26,17 @@ class PostLoad:
 
     def __init__(self, cluster: RunningCluster, page: str) -> None:
         self._stop = asyncio.Event()
+        self.progress = LoadResult()
         urls = [f"{cluster.internal}/visits/{page}"] * MANY
-        self._task = asyncio.create_task(hammer("POST", urls, concurrency=50, stop=self._stop))
+        self._task = asyncio.create_task(
+            hammer("POST", urls, concurrency=50, stop=self._stop, result=self.progress)
+        )
+
+    async def runs_on(self, answered: int = STEP) -> None:
+        """Until `answered` more POSTs have been answered 200: the load goes on (rather than
+        sleeping a guess at how long that takes on a loaded machine)."""
+        target = self.progress.ok + answered
+        await wait_until(lambda: self.progress.ok >= target, 30, f"{target} POSTs answered 200")
 
     async def finish(self) -> LoadResult:
         self._stop.set()
@@ -63,10 +74,10 @@ async def test_sigterm_mid_load_loses_and_duplicates_nothing(
     shard = cluster.topo.shard_names[0]
     page = page_on(shard)
     load = PostLoad(cluster, page)
-    await asyncio.sleep(1.0)
+    await load.runs_on()
     # supervisorctl stop = SIGTERM to gunicorn: workers drain, flush, exit.
     await asyncio.to_thread(cluster.ctl, "stop", "counter:counter_1")
-    await asyncio.sleep(1.0)  # the load goes on against the remaining instance
+    await load.runs_on()  # against the remaining instance
     result = await load.finish()
     await asyncio.to_thread(cluster.ctl, "start", "counter:counter_1")
     await asyncio.to_thread(cluster.wait_ready, "counter_1")
@@ -87,9 +98,16 @@ async def test_sigterm_to_one_worker_mid_load_is_exact(
     workers = [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
     assert len(workers) == 2
     load = PostLoad(cluster, page)
-    await asyncio.sleep(1.0)
+    await load.runs_on()
     os.kill(workers[0], signal.SIGTERM)  # gunicorn replaces it; it flushes before exiting
-    await asyncio.sleep(1.5)
+    children = Path(f"/proc/{master}/task/{master}/children")
+
+    def replaced() -> bool:
+        now = [int(p) for p in children.read_text().split()]
+        return len(now) == 2 and workers[0] not in now
+
+    await wait_until(replaced, 30, f"gunicorn replacing worker {workers[0]}")
+    await load.runs_on()  # with the new worker
     result = await load.finish()
     assert result.ok > 1000, result
     assert await _settled(cluster, shard, page, result.ok) == result.ok, _problems_logged(cluster)
@@ -101,16 +119,22 @@ async def test_shard_killed_during_load_then_back_is_exact(
     shard = cluster.topo.shard_names[1]
     page = page_on(shard)
     load = PostLoad(cluster, page)
-    await asyncio.sleep(1.0)
+    await load.runs_on()
     pid = int(cluster.ctl("pid", shard).strip())
     os.kill(pid, signal.SIGKILL)
     # Keep it down (supervisord would restart it at once) to observe the degraded mode.
     await asyncio.to_thread(cluster.ctl, "stop", shard)
-    await asyncio.sleep(1.5)
+    await load.runs_on()  # with the shard down
+    during: dict[str, object] = {}
     async with httpx.AsyncClient() as client:
-        during = (await client.get(f"{cluster.gateway}/visits/{page}")).json()
+
+        async def degraded() -> bool:
+            during.update((await client.get(f"{cluster.gateway}/visits/{page}")).json())
+            return during.get("degraded") is True
+
+        await wait_until(degraded, 10, f"a read of {page} saying its shard is down")
     await asyncio.to_thread(cluster.ctl, "start", shard)
-    await asyncio.sleep(1.0)
+    await load.runs_on()  # with the shard back
     result = await load.finish()
 
     assert during["served_via"] == "in_memory"

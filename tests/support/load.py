@@ -20,14 +20,20 @@ class LoadResult:
 
 
 async def hammer(
-    method: str, urls: list[str], *, concurrency: int, stop: asyncio.Event | None = None
+    method: str,
+    urls: list[str],
+    *,
+    concurrency: int,
+    stop: asyncio.Event | None = None,
+    result: LoadResult | None = None,
 ) -> LoadResult:
-    """Send one request per URL over `concurrency` connections; collect statuses and errors.
+    """Send one request per URL over `concurrency` connections; collect statuses and errors
+    (into `result` when given, so that a caller can watch the load's progress while it runs).
 
     A request that fails at the transport level (reset, refused) is counted under `errors`; it
     got no answer, so the caller must not count it as served.
     """
-    result = LoadResult()
+    result = LoadResult() if result is None else result
     queue = iter(urls)
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=30)
