@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cluster.topology import ClusterSettings, Topology
 from tests.support.cluster import cluster_env, free_offset, listening
 
 pytestmark = pytest.mark.cluster  # a cluster of its own, in the foreground
@@ -59,8 +60,8 @@ def test_ctrl_c_stops_everything_after_flushing(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
     output = log.read_text(errors="replace")
     assert "counter flushed at shutdown" in output
-    ports = [8080, 8081, 8110, 7070, 7071, 3307]
-    assert not [p + OFFSET for p in ports if listening(p + OFFSET)]
+    topo = Topology(ClusterSettings(STATE_DIR=state, PORT_OFFSET=OFFSET, INSTANCES=1))
+    assert not [p for p in topo.listen_ports(private_mysql=True) if listening(p)]
 
     # The next start reuses the state: the seven visits are there.
     subprocess.run(
