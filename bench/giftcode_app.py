@@ -18,7 +18,7 @@ from typing import Any
 import prometheus_client
 
 from services.banner import app as banner_app
-from services.banner.giftcodes import Minted
+from services.banner.minting import Minted
 
 ROOT = Path(__file__).resolve().parent.parent
 

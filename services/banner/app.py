@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.banner.api import router
+from services.banner.api import BANNER, BannerState, router
 from services.banner.catalog import SETS_CHANNEL, Catalog
 from services.banner.giftcodes import GiftCodes
 from services.banner.images import ImageStore
@@ -25,14 +25,15 @@ async def _lifespan(app: FastAPI, kit: Kit) -> AsyncIterator[None]:
     shards, pool = kit.need_redis(), kit.need_mysql()
     catalog = Catalog(pool, check_interval_s=settings.SETS_CHECK_INTERVAL_S)
     await catalog.reload()
-    app.state.catalog = catalog
-    app.state.images = ImageStore(settings.IMAGES_DIR, cache_size=settings.IMAGE_CACHE_SIZE)
-    app.state.visitor_cookies = VisitorCookies(
+    # GiftCodes by this module's name: bench/giftcode_app.py swaps in another revision's.
+    gift_codes = GiftCodes(shards, pool)
+    cookies = VisitorCookies(
         settings.COOKIE_SECRET.get_secret_value(),
         max_age_s=settings.COOKIE_MAX_AGE_S,
         secure=settings.COOKIE_SECURE,
     )
-    gift_codes = app.state.gift_codes = GiftCodes(shards, pool)
+    images = ImageStore(settings.IMAGES_DIR, cache_size=settings.IMAGE_CACHE_SIZE)
+    BANNER.put(app, BannerState(catalog, images, cookies, gift_codes, settings.MAX_MINT))
     try:
         async with background(catalog.follow(shards.owner(SETS_CHANNEL)[1])):
             yield

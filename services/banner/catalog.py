@@ -10,24 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Mapping
 
 import aiomysql
-from prometheus_client import Gauge
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
+from services.banner import store
+from services.banner.metrics import GENERATION
 from services.banner.rules import BannerSet
+from services.common.pubsub import follow
+from services.common.store_errors import MYSQL_ERRORS
 
 log = logging.getLogger(__name__)
 SETS_CHANNEL = "banner:sets"
-GENERATION = Gauge(
-    "banner_sets_generation",
-    "Generation of the banner sets this worker serves",
-    multiprocess_mode="livemin",
-)
 # A reload in the background that MySQL does not answer (stalled) is given up and tried again at
 # the next check, rather than holding the loop, and a pooled connection, for good.
 RELOAD_TIMEOUT_S = 10.0
@@ -45,18 +41,12 @@ class Catalog:
 
     async def reload(self) -> bool:
         """Load the sets if the generation changed; True when it did."""
-        async with self._lock, self.pool.acquire() as conn, conn.cursor() as cur:
-            await cur.execute("SELECT generation FROM banner_generation WHERE id = 1")
-            row = await cur.fetchone()
-            generation = int(row[0]) if row else 0
-            if generation == self.generation and self.sets:
+        async with self._lock:
+            known = self.generation if self.sets else None
+            generation, loaded = await store.load_sets(self.pool, unless=known)
+            if generation == known:
                 return False
-            await cur.execute("SELECT quarter, campaign_id, x, rule, banners FROM banner_sets")
-            rows = await cur.fetchall()
-        sets = {
-            (int(q), int(c)): BannerSet(int(q), int(c), int(x), rule, tuple(json.loads(banners)))
-            for q, c, x, rule, banners in rows
-        }
+        sets = {(s.quarter, s.campaign_id): s for s in loaded}
         self.sets = sets
         self.banner_ids = frozenset(b for s in sets.values() for b in s.banners)
         self.campaign_ids = frozenset(c for _, c in sets)
@@ -70,30 +60,23 @@ class Catalog:
 
     async def follow(self, redis: Redis) -> None:
         """Reload on every published generation; check MySQL periodically in any case."""
-        listener = asyncio.create_task(self._listen(redis))
+        listener = asyncio.create_task(
+            # Subscribed (again): reload once, in case an ingest finished while we were away.
+            follow(redis, SETS_CHANNEL, self._on_generation, on_subscribed=self._bounded_reload)
+        )
         try:
             while True:
                 await asyncio.sleep(self.check_interval_s)
-                with contextlib.suppress(aiomysql.Error, OSError, TimeoutError):
-                    async with asyncio.timeout(RELOAD_TIMEOUT_S):
-                        await self.reload()
+                with contextlib.suppress(*MYSQL_ERRORS):
+                    await self._bounded_reload()
         finally:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
 
-    async def _listen(self, redis: Redis) -> None:
-        while True:
-            try:
-                async with redis.pubsub() as pubsub:
-                    await pubsub.subscribe(SETS_CHANNEL)
-                    # Subscribed: reload once, in case an ingest finished while we were away.
-                    async with asyncio.timeout(RELOAD_TIMEOUT_S):
-                        await self.reload()
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
-                            async with asyncio.timeout(RELOAD_TIMEOUT_S):
-                                await self.reload()
-            except (RedisError, OSError, aiomysql.Error, TimeoutError) as exc:
-                log.warning("set updates interrupted, retrying", extra={"error": repr(exc)})
-                await asyncio.sleep(1)
+    async def _on_generation(self, _message: bytes) -> None:
+        await self._bounded_reload()
+
+    async def _bounded_reload(self) -> None:
+        async with asyncio.timeout(RELOAD_TIMEOUT_S):
+            await self.reload()

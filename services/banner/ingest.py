@@ -27,7 +27,7 @@ import logging
 import os
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -37,8 +37,10 @@ from typing import Any
 import pymysql
 import redis
 
+from services.banner import store
 from services.banner.catalog import SETS_CHANNEL
-from services.banner.rules import QUARTERS, BannerStats, select
+from services.banner.rules import QUARTERS, select
+from services.common.dsn_arg import add_dsn_argument, dsn_of
 from services.common.mysql import connect_blocking
 from services.common.ring import ShardRing
 from services.common.settings import parse_shards
@@ -141,25 +143,11 @@ def _store(
         counted = Counter((campaign, banner) for banner, campaign in rows)
         values = [(quarter, c, b, n) for (c, b), n in sorted(counted.items())]
         for chunk in _chunks(values):
-            cur.executemany(
-                "INSERT INTO banner_impressions (quarter, campaign_id, banner_id, impressions)"
-                " VALUES (%s, %s, %s, %s)"
-                " ON DUPLICATE KEY UPDATE impressions = impressions + VALUES(impressions)",
-                chunk,
-            )
+            store.add_impressions(cur, chunk)
         report.loaded = len(rows)
         return
-    table, columns = {
-        "clicks": ("banner_clicks", "quarter, click_id, banner_id, campaign_id"),
-        "conversions": ("banner_conversions", "quarter, conversion_id, click_id, revenue"),
-    }[kind]
-    placeholders = ", ".join(["%s"] * 4)
     for chunk in _chunks(rows):
-        cur.executemany(
-            f"INSERT IGNORE INTO {table} ({columns}) VALUES ({placeholders})",
-            [(quarter, *row) for row in chunk],
-        )
-        report.loaded += cur.rowcount
+        report.loaded += store.insert_events(cur, kind, quarter, chunk)
     report.skipped = len(rows) - report.loaded
 
 
@@ -168,10 +156,9 @@ def load_file(conn: pymysql.Connection, quarter: int, kind: str, path: Path) -> 
     content = path.read_bytes()
     digest = hashlib.sha256(content).hexdigest()
     with conn.cursor() as cur:
-        cur.execute("SELECT ingested_at FROM banner_files WHERE sha256 = %s", (digest,))
-        seen = cur.fetchone()
-    if seen:
-        report.status = f"rejected: identical content ingested at {seen[0]:%Y-%m-%d %H:%M:%S}"
+        seen = store.ingested_at(cur, digest)
+    if seen is not None:
+        report.status = f"rejected: identical content ingested at {seen:%Y-%m-%d %H:%M:%S}"
         return report
     try:
         rows = parse(kind, content.decode("utf-8-sig", errors="replace"), report)
@@ -182,19 +169,8 @@ def load_file(conn: pymysql.Connection, quarter: int, kind: str, path: Path) -> 
     try:
         with conn.cursor() as cur:
             _store(cur, quarter, kind, rows, report)
-            cur.execute(
-                "INSERT INTO banner_files (sha256, quarter, kind, name, rows_loaded, rows_skipped,"
-                " rows_malformed) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (
-                    digest,
-                    quarter,
-                    kind,
-                    report.name,
-                    report.loaded,
-                    report.skipped,
-                    len(report.malformed),
-                ),
-            )
+            counts = (report.loaded, report.skipped, len(report.malformed))
+            store.record_file(cur, digest, quarter, kind, report.name, counts)
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -203,30 +179,7 @@ def load_file(conn: pymysql.Connection, quarter: int, kind: str, path: Path) -> 
 
 
 def _quarter_sets(cur: Any, quarter: int) -> list[tuple[int, int, int, str, str]]:
-    stats: dict[int, dict[int, BannerStats]] = defaultdict(dict)
-    cur.execute(
-        "SELECT campaign_id, banner_id, COUNT(*) FROM banner_clicks WHERE quarter = %s"
-        " GROUP BY campaign_id, banner_id",
-        (quarter,),
-    )
-    for campaign, banner, clicks in cur.fetchall():
-        stats[campaign][banner] = BannerStats(banner, clicks=int(clicks))
-    # Revenue joins conversions to clicks through click_id, never through impressions.
-    cur.execute(
-        "SELECT c.campaign_id, c.banner_id, COUNT(*), SUM(v.revenue) FROM banner_conversions v"
-        " JOIN banner_clicks c ON c.quarter = v.quarter AND c.click_id = v.click_id"
-        " WHERE v.quarter = %s GROUP BY c.campaign_id, c.banner_id",
-        (quarter,),
-    )
-    for campaign, banner, conversions, revenue in cur.fetchall():
-        clicks = stats[campaign][banner].clicks
-        stats[campaign][banner] = BannerStats(banner, clicks, int(conversions), Decimal(revenue))
-    shown: dict[int, set[int]] = defaultdict(set)
-    cur.execute(
-        "SELECT campaign_id, banner_id FROM banner_impressions WHERE quarter = %s", (quarter,)
-    )
-    for campaign, banner in cur.fetchall():
-        shown[campaign].add(banner)
+    stats, shown = store.quarter_activity(cur, quarter)
     rows = []
     for campaign in sorted(set(shown) | set(stats)):
         chosen = select(quarter, campaign, stats[campaign].values(), shown[campaign])
@@ -241,44 +194,28 @@ def recompute(conn: pymysql.Connection) -> int:
         with conn.cursor() as cur:
             # The first read fixes the transaction's snapshot: the files counted here are exactly
             # those whose rows the sets are computed from.
-            cur.execute("SELECT COUNT(*) FROM banner_files")
-            (files,) = cur.fetchone()
+            files = store.count_files(cur)
             rows = [row for quarter in QUARTERS for row in _quarter_sets(cur, quarter)]
-            cur.execute("DELETE FROM banner_sets")
-            for chunk in _chunks(rows):
-                cur.executemany(
-                    "INSERT INTO banner_sets (quarter, campaign_id, x, rule, banners)"
-                    " VALUES (%s, %s, %s, %s, %s)",
-                    chunk,
-                )
-            cur.execute(
-                "INSERT INTO banner_generation (id, generation, computed_at, files_included)"
-                " VALUES (1, 1, NOW(6), %s) ON DUPLICATE KEY UPDATE generation = generation + 1,"
-                " computed_at = NOW(6), files_included = VALUES(files_included)",
-                (files,),
-            )
-            cur.execute("SELECT generation FROM banner_generation WHERE id = 1")
-            (generation,) = cur.fetchone()
+            store.replace_sets(cur, rows, chunk=CHUNK)
+            generation = store.next_generation(cur, files)
         conn.commit()
     except BaseException:
         conn.rollback()
         raise
-    return int(generation)
+    return generation
 
 
 def files_not_in_sets(conn: pymysql.Connection) -> int:
     """How many recorded files the served sets do not reflect: not 0 after an ingest that
     stopped between committing files and committing the sets (its rerun loads nothing new)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM banner_files")
-        (files,) = cur.fetchone()
-        cur.execute("SELECT files_included FROM banner_generation WHERE id = 1")
-        row = cur.fetchone()
-    if row is None:
-        return int(files)
-    if row[0] is None:
-        return max(1, int(files))  # sets computed before the count was recorded: recompute once
-    return abs(int(files) - int(row[0]))
+        files = store.count_files(cur)
+        included = store.files_in_sets(cur)
+    if included is None:
+        return files
+    if included < 0:
+        return max(1, files)  # sets computed before the count was recorded: recompute once
+    return abs(files - included)
 
 
 def publish(shards: dict[str, str], generation: int) -> bool:
@@ -336,8 +273,7 @@ def ingest(directory: Path, dsn: str, shards: dict[str, str], say: Callable[[str
         if loaded or behind:
             generation = recompute(conn)
             with conn.cursor() as cur:
-                cur.execute("SELECT COUNT(*) FROM banner_sets")
-                (count,) = cur.fetchone()
+                count = store.count_sets(cur)
             sent = publish(shards, generation)
             say(
                 f"sets recomputed: {count} (quarter, campaign) sets, generation {generation}"
@@ -353,15 +289,14 @@ def ingest(directory: Path, dsn: str, shards: dict[str, str], say: Callable[[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", type=Path)
-    parser.add_argument("--dsn", default=os.environ.get("MYSQL_DSN"), help="default: $MYSQL_DSN")
+    add_dsn_argument(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    if not args.dsn:
-        sys.exit("MYSQL_DSN is not set")
+    dsn = dsn_of(args)
     if not args.directory.is_dir():
         sys.exit(f"{args.directory} is not a directory")
     shards = parse_shards(os.environ.get("REDIS_SHARDS", ""))
-    ingest(args.directory, args.dsn, shards, lambda line: print(line, flush=True))
+    ingest(args.directory, dsn, shards, lambda line: print(line, flush=True))
 
 
 if __name__ == "__main__":

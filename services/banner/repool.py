@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from dataclasses import dataclass
 
 import pymysql
 from redis import Redis
 
-from services.banner.giftcodes import owner_key, text
+from services.banner import store
+from services.banner.giftcode_hints import owner_key, text
+from services.common.dsn_arg import add_dsn_argument, dsn_of
 from services.common.mysql import connect_blocking
 from services.common.ring import ShardRing
 from services.common.settings import parse_shards
@@ -54,11 +55,7 @@ def _adopt(
         for visitor, code in claims.items():
             # one_per_visitor refuses a visitor MySQL already records with another code.
             with contextlib.suppress(pymysql.err.IntegrityError):
-                bound += cur.execute(
-                    "UPDATE gift_codes SET visitor = %s, claimed_at = NOW(6)"
-                    " WHERE code = %s AND campaign_id = %s AND visitor IS NULL",
-                    (text(visitor), text(code), campaign_id),
-                )
+                bound += store.bind_legacy_claim(cur, campaign_id, text(visitor), text(code))
     conn.commit()
     return bound
 
@@ -95,17 +92,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--to", dest="new", required=True, help="the current REDIS_SHARDS")
     parser.add_argument("--from", dest="old", default="", help="the previous REDIS_SHARDS")
-    parser.add_argument("--dsn", default=os.environ.get("MYSQL_DSN"), help="default: $MYSQL_DSN")
+    add_dsn_argument(parser)
     args = parser.parse_args()
-    if not args.dsn:
-        sys.exit("MYSQL_DSN is not set")
+    dsn = dsn_of(args)
     try:
         old, new = parse_shards(args.old), parse_shards(args.new)
     except ValueError as exc:
         sys.exit(str(exc))
     if not new:
         sys.exit("--to names no shard")
-    report = repool(old, new, args.dsn)
+    report = repool(old, new, dsn)
     print(
         f"{report.bound} legacy claims recorded in MySQL,"
         f" {report.legacy_dropped} legacy pool and claim-map keys deleted,"

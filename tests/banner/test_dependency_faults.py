@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 import httpx
 import pytest
 
-from services.banner.giftcodes import holders_key, owner_key
+from services.banner.giftcode_hints import holders_key, owner_key
 from services.banner.visitors import COOKIE
 from services.common.ring import ShardRing
 from tests.banner.gift_code_records import visitor_id

@@ -19,13 +19,9 @@ import httpx
 import pytest
 from redis.exceptions import RedisError
 
-from services.banner.giftcodes import (
-    CANDIDATE_ATTEMPTS,
-    MINT_KEY_RETENTION_S,
-    GiftCodes,
-    candidates_key,
-    owner_key,
-)
+from services.banner.giftcode_hints import candidates_key, owner_key
+from services.banner.giftcodes import CANDIDATE_ATTEMPTS, GiftCodes
+from services.banner.minting import MINT_KEY_RETENTION_S
 from services.banner.visitors import COOKIE
 from services.common.mysql import create_pool
 from services.common.problems import Gone, ServiceError

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from services.banner.giftcodes import GiftCodes, owner_key
+from services.banner.giftcode_hints import owner_key
+from services.banner.giftcodes import GiftCodes
 from services.common.mysql import create_pool
 from services.common.problems import Gone
 from services.common.redis_shards import RedisShards

@@ -19,7 +19,7 @@ from tests.support.datasets import Dataset
 # DataChef's: the sets the assignment publishes for campaign 1.
 Q1_CAMPAIGN_1 = {371, 125, 467, 300, 458, 187, 283, 414, 465, 170}
 Q4_CAMPAIGN_1 = {378, 358, 123, 170, 451, 429, 308, 284, 220, 470}
-# The generated dataset's: the role plan services/banner/generate.py documents (default 24
+# The generated dataset's: the role plan services/banner/dataset_plan.py documents (default 24
 # campaigns, any seed): per quarter, campaign -> (rule, lowest X, highest X).
 RULES = {
     "TEN": ("top10_by_revenue", 10, 10),
