@@ -37,7 +37,9 @@ async def test_above_the_rate_a_client_gets_429_json_with_retry_after(
 
 
 async def test_below_the_rate_nobody_is_refused(cluster: RunningCluster) -> None:
-    await asyncio.sleep(1.0)  # let the previous test's bucket drain
+    # Let the previous test's bucket drain (burst 50 at 100 r/s: 0.5 s). A sleep, not a poll:
+    # the bucket's level cannot be read, only spent.
+    await asyncio.sleep(1.0)
     async with httpx.AsyncClient(base_url=cluster.gateway) as client:
         statuses = []
         for _ in range(60):
@@ -48,7 +50,7 @@ async def test_below_the_rate_nobody_is_refused(cluster: RunningCluster) -> None
 
 
 async def test_too_many_connections_from_one_client_get_429(cluster: RunningCluster) -> None:
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # the previous test's bucket drains (see above)
     async with httpx.AsyncClient(
         base_url=cluster.gateway, limits=httpx.Limits(max_connections=30), timeout=10
     ) as client:
@@ -63,7 +65,7 @@ async def test_too_many_connections_from_one_client_get_429(cluster: RunningClus
 
 
 async def test_a_forged_forwarded_for_does_not_escape_the_limit(cluster: RunningCluster) -> None:
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # the previous test's bucket drains (see above)
     limits = httpx.Limits(max_connections=8)
     async with httpx.AsyncClient(base_url=cluster.gateway, limits=limits, timeout=30) as client:
         responses = await asyncio.gather(
