@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.problems import problem
+from services.common.throttled_log import ThrottledWarnings
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class InFlightLimiter:
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
         self.metrics = _metrics(service)
-        self._last_warning = 0.0
+        self._warnings = ThrottledWarnings(log)
         self._skip_until = 0.0
 
     @property
@@ -136,9 +137,9 @@ class InFlightLimiter:
         self.metrics.errors.inc()
         now = time.monotonic()
         self._skip_until = now + self.backoff_s
-        if now - self._last_warning > 10:
-            self._last_warning = now
-            log.warning("in-flight limiter unavailable, failing open", extra={"error": repr(exc)})
+        self._warnings.warn(
+            self.key, "in-flight limiter unavailable, failing open", error=repr(exc)
+        )
 
 
 class InFlightLimitMiddleware:
