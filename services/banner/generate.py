@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.banner.dataset_format import HEADERS, csv_name
 from services.banner.dataset_plan import (
     Activity,
     Campaign,
@@ -48,11 +49,6 @@ log = logging.getLogger("services.banner.generate")
 
 FIRST_CLICK_ID = 900_000_001
 FIRST_CONVERSION_ID = 950_000_001
-HEADERS = {
-    "impressions": ("banner_id", "campaign_id"),
-    "clicks": ("click_id", "banner_id", "campaign_id"),
-    "conversions": ("conversion_id", "click_id", "revenue"),
-}
 
 
 @dataclass
@@ -151,7 +147,7 @@ def number_conversions(
 
 
 def write_csv(directory: Path, kind: str, quarter: int, rows: Iterable[Iterable[object]]) -> None:
-    with (directory / f"{kind}_{quarter}.csv").open("w", newline="", encoding="utf-8") as out:
+    with (directory / csv_name(kind, quarter)).open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(HEADERS[kind])
         writer.writerows(rows)

@@ -39,6 +39,7 @@ import redis
 
 from services.banner import store
 from services.banner.catalog import SETS_CHANNEL
+from services.banner.dataset_format import HEADERS, csv_name
 from services.banner.rules import QUARTERS, select
 from services.common.dsn_arg import add_dsn_argument, dsn_of
 from services.common.mysql import connect_blocking
@@ -47,11 +48,6 @@ from services.common.settings import parse_shards
 
 log = logging.getLogger("services.banner.ingest")
 KINDS = ("impressions", "clicks", "conversions")
-HEADERS = {
-    "impressions": ["banner_id", "campaign_id"],
-    "clicks": ["click_id", "banner_id", "campaign_id"],
-    "conversions": ["conversion_id", "click_id", "revenue"],
-}
 MAX_ID = 2**63 - 1
 MAX_SMALL_ID = 2**32 - 1
 MAX_REVENUE = Decimal("1e14")
@@ -117,7 +113,7 @@ def parse(kind: str, text: str, report: FileReport) -> list[tuple[Any, ...]]:
     """The valid rows; malformed ones go to the report with their line numbers."""
     lines = csv.reader(text.splitlines())
     header = next(lines, None)
-    if header is None or [h.strip() for h in header] != HEADERS[kind]:
+    if header is None or tuple(h.strip() for h in header) != HEADERS[kind]:
         raise Malformed(f"header must be {','.join(HEADERS[kind])}, found {header!r}")
     rows: list[tuple[Any, ...]] = []
     for number, row in enumerate(lines, start=2):
@@ -244,7 +240,7 @@ def ingest(directory: Path, dsn: str, shards: dict[str, str], say: Callable[[str
     try:
         for quarter in QUARTERS:
             for kind in KINDS:
-                path = directory / str(quarter) / f"{kind}_{quarter}.csv"
+                path = directory / str(quarter) / csv_name(kind, quarter)
                 if not path.is_file():
                     say(f"{quarter}/{path.name}: missing, skipped")
                     continue
