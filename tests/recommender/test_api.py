@@ -8,12 +8,14 @@ import datetime as dt
 import itertools
 import re
 import time
+from functools import partial
 
 import httpx
 import pytest
 
 from services.common.mysql import connect_blocking
 from tests.support.cluster import RunningCluster
+from tests.support.polling import wait_until
 
 _ids = itertools.count(9_000_001)
 
@@ -126,9 +128,13 @@ async def test_miss_then_l1_then_l2_on_the_other_instance_and_invalidation_every
             f"/users/{user}/events", json={"type": "purchase", "category": "qa-lenses"}
         )
         assert event.status_code == 202
-        await asyncio.sleep(0.1)
-        seen_by_two = await two.get(f"/recommend/{user}")
-        assert seen_by_two.json()["metadata"]["purchase_count"] == 1
+
+        async def sees(client: httpx.AsyncClient, kind: str, count: int) -> bool:
+            answer = (await client.get(f"/recommend/{user}")).json()
+            return bool(answer["metadata"][kind] == count)
+
+        # The invalidation reaches the other instance's L1 over pub/sub: soon, not at once.
+        await wait_until(lambda: sees(two, "purchase_count", 1), 5, "instance 2 sees the event")
         # ... and instance 1's own L1 was dropped too.
         seen_by_one = await one.get(f"/recommend/{user}")
         assert seen_by_one.json()["metadata"]["purchase_count"] == 1
@@ -140,9 +146,8 @@ async def test_miss_then_l1_then_l2_on_the_other_instance_and_invalidation_every
         assert anonymous.status_code == 401
         admin = {"Authorization": f"Bearer {cluster.admin_token}"}
         assert (await one.post(f"/invalidate-cache/{user}", headers=admin)).status_code == 200
-        await asyncio.sleep(0.1)
         for client in (one, two):
-            assert (await client.get(f"/recommend/{user}")).json()["metadata"]["search_count"] == 2
+            await wait_until(partial(sees, client, "search_count", 2), 5, "the invalidation")
 
 
 async def test_a_stampede_for_a_cold_user_makes_one_query(cluster: RunningCluster) -> None:
