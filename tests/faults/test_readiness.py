@@ -15,9 +15,10 @@ from functools import partial
 import httpx
 import pytest
 
+from services.common.description import names
 from tests.support.cluster import RunningCluster
 
-SERVICES = ("counter", "banner", "recommender", "aggregator")
+SERVICES = names()
 
 
 def _instances(cluster: RunningCluster) -> list[str]:

@@ -11,6 +11,7 @@ import pytest
 import schemathesis
 from schemathesis.engine import Status, events, from_schema
 
+from services.common.description import names
 from tests.support.cluster import RunningCluster
 
 # Bounded so the four services take well under a minute together.
@@ -56,7 +57,7 @@ def _failures(cluster: RunningCluster, service: str) -> list[str]:
     return [f"{label} {check}: {what}" for (label, check), what in sorted(found.items())]
 
 
-@pytest.mark.parametrize("service", ["counter", "banner", "recommender", "aggregator"])
+@pytest.mark.parametrize("service", names())
 def test_every_operation_conforms_and_never_answers_a_server_error(
     cluster: RunningCluster, service: str
 ) -> None:
