@@ -12,7 +12,7 @@ import aiomysql
 from services.common.problems import DependencyUnavailable
 from services.common.store_errors import MYSQL_ERRORS
 from services.recommender import store
-from services.recommender.scoring import ScoringRules, popularity_of, recommend_tallies
+from services.recommender.scoring import ScoringRules, popularity_of, ranked, recommend_tallies
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,18 @@ class Recommender:
         self.pool = pool
         self.rules = rules
         self.max_events = max_events
-        self.popularity: dict[str, float] = {}
+        self._popularity: dict[str, float] = {}
+        self._popular: list[str] = []
+
+    @property
+    def popularity(self) -> dict[str, float]:
+        return self._popularity
+
+    @popularity.setter
+    def popularity(self, scores: dict[str, float]) -> None:
+        # Ranked here, once per refresh: every miss's explore list reads the ranking.
+        self._popularity = scores
+        self._popular = ranked(scores)
 
     def _window_start(self, now: dt.datetime) -> dt.datetime:
         # MySQL holds naive UTC times.
@@ -52,9 +63,7 @@ class Recommender:
         except MYSQL_ERRORS as exc:
             raise DependencyUnavailable("MySQL is not answering") from exc
         return {
-            user_id: recommend_tallies(
-                user_id, tallies.get(user_id, []), self.popularity, self.rules
-            )
+            user_id: recommend_tallies(user_id, tallies.get(user_id, []), self._popular, self.rules)
             for user_id in user_ids
         }
 

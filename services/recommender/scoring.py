@@ -24,6 +24,7 @@ events of each kind), so a miss reads a bounded number of rows whatever a user's
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -84,7 +85,8 @@ def tally(events: Iterable[Event], now: dt.datetime) -> list[Tally]:
     return [Tally(kind, category, age, n) for (kind, category, age), n in counts.items()]
 
 
-def _ranked(scores: Mapping[str, float]) -> list[str]:
+def ranked(scores: Mapping[str, float]) -> list[str]:
+    """Highest score first, ties by name."""
     return sorted(scores, key=lambda category: (-scores[category], category))
 
 
@@ -96,14 +98,15 @@ def recommend(
     now: dt.datetime,
 ) -> dict[str, Any]:
     """The response body of GET /recommend/{user_id}."""
-    return recommend_tallies(user_id, tally(events, now), popularity, rules)
+    return recommend_tallies(user_id, tally(events, now), ranked(popularity), rules)
 
 
 def recommend_tallies(
-    user_id: int, tallies: Sequence[Tally], popularity: Mapping[str, float], rules: ScoringRules
+    user_id: int, tallies: Sequence[Tally], popular: Sequence[str], rules: ScoringRules
 ) -> dict[str, Any]:
-    """The response body of GET /recommend/{user_id} from the user's tallies. Summed in one
-    canonical order, so the answer does not depend on the order the rows came in."""
+    """The response body of GET /recommend/{user_id} from the user's tallies and the global
+    popularity's ranking (`ranked`, done once per refresh, not per miss). Summed in one canonical
+    order, so the answer does not depend on the order the rows came in."""
     scores: dict[str, float] = defaultdict(float)
     touched: set[str] = set()
     search_weight = purchase_weight = 0.0
@@ -121,8 +124,8 @@ def recommend_tallies(
             purchases += t.count
             purchase_weight += PURCHASE_FACTOR * t.count * weight
             scores[t.category] += PURCHASE_FACTOR * t.count * weight
-    recommended = _ranked(scores)[:RECOMMENDED]
-    explore = [c for c in _ranked(popularity) if c not in touched][:EXPLORE]
+    recommended = ranked(scores)[:RECOMMENDED]
+    explore = list(itertools.islice((c for c in popular if c not in touched), EXPLORE))
     return {
         "user_id": user_id,
         "recommendations": {

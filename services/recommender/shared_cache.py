@@ -208,19 +208,19 @@ class SharedCache:
         if unlock and unlock_only:
             await self.unlock(unlock_only)
 
+        def args(user_id: int, version: str) -> tuple[str | bytes | int, ...]:
+            value = orjson.dumps({"at": now, "body": bodies[user_id]})
+            return (*_keys(user_id), version, value, self.keep_s, "1" if unlock else "0")
+
         async def one_shard(shard: str, users: list[tuple[int, str]]) -> None:
-            async with self.shards.clients[shard].pipeline(transaction=False) as pipe:
+            client = self.shards.clients[shard]
+            if len(users) == 1:
+                # A single miss: the command itself, without a pipeline's own cost in the client.
+                await client.eval(_STORE_IF_VERSION, 3, *args(*users[0]))
+                return
+            async with client.pipeline(transaction=False) as pipe:
                 for user_id, version in users:
-                    value = orjson.dumps({"at": now, "body": bodies[user_id]})
-                    pipe.eval(
-                        _STORE_IF_VERSION,
-                        3,
-                        *_keys(user_id),
-                        version,
-                        value,
-                        self.keep_s,
-                        "1" if unlock else "0",
-                    )
+                    pipe.eval(_STORE_IF_VERSION, 3, *args(user_id, version))
                 await pipe.execute()
 
         results = await asyncio.gather(
