@@ -101,6 +101,7 @@ def overview() -> dict[str, Any]:
     requests = f"rate(http_requests_total{{{sel}}}{RATE})"
     errors = f'rate(http_requests_total{{{sel},status=~"5.."}}{RATE})'
     limited = f'rate(http_requests_total{{{sel},status="429"}}{RATE})'
+    refused = f"rate(quartet_admission_refused_total{{{sel}}}{RATE})"
     buckets = f"sum by (job, le) (rate(http_request_duration_seconds_bucket{{{sel}}}{RATE}))"
     return _dashboard(
         "quartet-overview",
@@ -123,6 +124,16 @@ def overview() -> dict[str, Any]:
                 (f"sum by (job) ({limited}) or sum by (job) ({requests}) * 0", "{{job}}"),
             ),
             _panel("Instances up", "short", ('sum by (job) (up{job=~"$job"})', "{{job}}")),
+            _panel(
+                "Admission: concurrency limit and refusals",
+                "short",
+                (f"sum by (job) (quartet_admission_limit{{{sel}}})", "{{job}} limit"),
+                (f"sum by (job) (quartet_admission_inflight{{{sel}}})", "{{job}} in flight"),
+                (f"sum by (job) ({refused})", "{{job}} refused/s"),
+                description="Each worker's adaptive concurrency limit, summed per service, the "
+                "requests in flight under it, and the requests refused with 503 per second "
+                "(docs/reliability.md, Admission control).",
+            ),
         ],
     )
 

@@ -2,7 +2,8 @@
 
 It wires JSON logs with request ids, problem+json errors, `/healthz`, `/readyz`, `/status`,
 `/metrics`, the Redis shards and the MySQL pool (opened and closed with the app), migrations at
-start, the dependency watch, and the optional cluster-wide in-flight cap.
+start, the dependency watch, admission control per worker, and the optional cluster-wide
+in-flight cap.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from services.common import migrations, mysql
+from services.common.admission import AdaptiveLimit
+from services.common.admission_middleware import AdmissionMiddleware
 from services.common.health import Check, health_router, watch_dependencies
 from services.common.limiter import InFlightLimiter, InFlightLimitMiddleware
 from services.common.logs import configure_logging
@@ -31,6 +34,8 @@ from services.common.responses import OrjsonResponse
 from services.common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
+# The probes, and the trivial endpoint operators and benchmarks use as a yardstick.
+ADMISSION_EXEMPT = QUIET_PATHS | {"/ping"}
 # How long a starting instance waits for MySQL before giving up (the process manager restarts it).
 MYSQL_START_TIMEOUT_S = 30.0
 
@@ -217,5 +222,20 @@ def create_app(
         should_group_status_codes=False,
         excluded_handlers=[f"^{path}$" for path in QUIET_PATHS],
     ).add(*_http_metrics()).instrument(app).expose(app, include_in_schema=False)
+    if settings.ADMISSION:
+        # Outside the metrics and the in-flight cap: admission_middleware.py says why.
+        app.add_middleware(
+            AdmissionMiddleware,
+            service=service,
+            controller=AdaptiveLimit(
+                min_limit=settings.ADMISSION_MIN_LIMIT,
+                max_limit=settings.ADMISSION_MAX_LIMIT,
+                tolerance=settings.ADMISSION_TOLERANCE,
+                floor_s=settings.ADMISSION_FLOOR_MS / 1000,
+                window_s=settings.ADMISSION_WINDOW_S,
+                baseline_s=settings.ADMISSION_BASELINE_S,
+            ),
+            exempt=ADMISSION_EXEMPT,
+        )
     app.add_middleware(RequestContextMiddleware, access_log_enabled=settings.ACCESS_LOG)
     return app

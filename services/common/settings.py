@@ -76,6 +76,16 @@ class ServiceSettings(BaseSettings):
     INFLIGHT_BACKOFF_S: float = Field(1.0, gt=0, le=300)
     # How often each worker checks its dependencies for `quartet_dependency_up` (health.py).
     DEPENDENCY_CHECK_INTERVAL_S: float = Field(5.0, gt=0, le=300)
+    # Adaptive admission control per worker (admission.py, docs/reliability.md): on by default,
+    # because its floor of MIN_LIMIT requests in flight per worker is above what normal traffic
+    # reaches, so it only ever refuses when latency has already risen under overload.
+    ADMISSION: bool = True
+    ADMISSION_MIN_LIMIT: int = Field(16, ge=1, le=100_000)
+    ADMISSION_MAX_LIMIT: int = Field(1000, ge=1, le=100_000)
+    ADMISSION_TOLERANCE: float = Field(2.0, ge=1, le=100)
+    ADMISSION_FLOOR_MS: float = Field(20.0, ge=0, le=60_000)
+    ADMISSION_WINDOW_S: float = Field(0.1, gt=0, le=60)
+    ADMISSION_BASELINE_S: float = Field(30.0, gt=0, le=86_400)
 
     @field_validator("REDIS_SHARDS", mode="before")
     @classmethod
@@ -96,6 +106,13 @@ class ServiceSettings(BaseSettings):
         if value:
             MysqlTarget.from_dsn(value)  # refuses a malformed one without showing it
         return value or None
+
+    @model_validator(mode="after")
+    def _admission_bounds(self) -> ServiceSettings:
+        if self.ADMISSION_MIN_LIMIT > self.ADMISSION_MAX_LIMIT:
+            prefix = self.model_config.get("env_prefix", "")
+            raise ValueError(f"{prefix}ADMISSION_MIN_LIMIT is above {prefix}ADMISSION_MAX_LIMIT")
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> ServiceSettings:

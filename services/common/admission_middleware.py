@@ -1,0 +1,88 @@
+"""Admission control per worker: the ASGI middleware around `AdaptiveLimit` (admission.py).
+
+A request over the worker's current limit is answered at once with 503 problem+json and
+`Retry-After: 1`: it never waits for a slot, so a refusal costs the client a round trip, not a
+queue. 503 rather than the in-flight cap's 429: this instance is short of capacity (another
+instance, or the same one a moment later, may serve it), not the client over a quota.
+
+Where it sits (app.py): inside the request-context middleware (refusals get a request id and an
+access line) and outside the metrics middleware and the cluster-wide in-flight cap. Outside the
+cap because a local comparison is cheaper than the cap's two Redis round trips: an overloaded
+worker refuses before it spends them. Outside the metrics because a refusal is not an error of
+the service: `http_requests_total` (and so the 5xx ratio and its alert) counts what was admitted,
+and `quartet_admission_refused_total` counts the refusals apart.
+
+Pure ASGI, not BaseHTTPMiddleware, which costs a measurable share of a fast request. The quiet
+paths and `/ping` are never refused nor measured: probes must answer under overload, and their
+sub-millisecond latency would pull the baseline below every real route's.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.common.admission import AdaptiveLimit
+from services.common.problems import problem
+
+# One name for every service (the `service` label, and the scrape's `job`, say which). Under
+# gunicorn each worker has its own limit: the instance's capacity is their sum (livesum).
+REFUSED = Counter(
+    "quartet_admission_refused",
+    "Requests refused at once because this worker was at its adaptive concurrency limit",
+    ["service"],
+)
+LIMIT = Gauge(
+    "quartet_admission_limit",
+    "The adaptive concurrency limit, summed over the instance's live workers",
+    ["service"],
+    multiprocess_mode="livesum",
+)
+INFLIGHT = Gauge(
+    "quartet_admission_inflight",
+    "Admitted requests in flight, summed over the instance's live workers",
+    ["service"],
+    multiprocess_mode="livesum",
+)
+
+
+class AdmissionMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        controller: AdaptiveLimit,
+        exempt: frozenset[str] = frozenset(),
+    ) -> None:
+        self.app = app
+        self.controller = controller
+        self.exempt = exempt
+        self.refused = REFUSED.labels(service)
+        self.limit = LIMIT.labels(service)
+        self.inflight = INFLIGHT.labels(service)
+        # Every series exists from the start (a refusal rate of 0 is a fact worth a line).
+        self.refused.inc(0)
+        self.limit.set(controller.limit)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        started = self.controller.acquire()
+        if started is None:
+            self.refused.inc()
+            response = problem(
+                503,
+                "this instance is at its concurrency limit; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+            await response(scope, receive, send)
+            return
+        self.inflight.inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight.dec()
+            if self.controller.release(started):
+                self.limit.set(self.controller.limit)
