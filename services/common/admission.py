@@ -20,7 +20,17 @@ lower window at once), so a lighter mix is learnt within a few windows, and rise
 time constant is `baseline_s`), so a heavier mix of routes is learnt without treating it as
 overload. It never rises from a window in which requests were refused: that latency is the queue
 the limit itself allowed, and learning it would let the baseline, then the limit, creep up under
-sustained overload until nothing is bounded (the drift Gradient2 is known for).
+sustained overload until nothing is bounded (the drift Gradient2 is known for). Nor does it rise
+from a window over its allowance: the first windows of an overload, before the limit binds, are
+long and slow, and a rise weighted by their length would double the baseline in two of them.
+
+Overload is a state, not a memory: the limit is held below `max_limit` only while latency has
+been over its allowance recently. When `forget_s` passes without such a window, a request that
+finds the worker at its limit resets the limit to `max_limit` instead of being refused. Without
+this, a limit learnt under one burst would refuse the next, unrelated one long after the overload
+ended (an idle worker closes no windows, and a lightly used one never proves a higher limit
+safe). Under sustained overload the sawtooth (rise by sqrt, fall by the gradient) keeps crossing
+the allowance every few windows, so the limit stays held.
 
 `floor_s` keeps millisecond noise (a GC pause, the event loop's scheduling) from ever counting as
 overload: refusing a request to save a few milliseconds costs the client more than it saves.
@@ -51,9 +61,10 @@ class AdaptiveLimit:
         min_limit: int,
         max_limit: int,
         tolerance: float = 2.0,
-        floor_s: float = 0.02,
+        floor_s: float = 0.04,
         window_s: float = 0.1,
         baseline_s: float = 30.0,
+        forget_s: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 1 <= min_limit <= max_limit:
@@ -66,6 +77,7 @@ class AdaptiveLimit:
         self.floor_s = floor_s
         self.window_s = window_s
         self.baseline_s = baseline_s
+        self.forget_s = forget_s
         self.clock = clock
         # Innocent until measured: a worker starts at its ceiling, so a burst at start-up is not
         # refused before there is any latency to judge it by.
@@ -77,6 +89,8 @@ class AdaptiveLimit:
         self._count = 0
         self._peak = 0
         self._refused = False
+        # When a window last found latency over its allowance (-inf: never).
+        self._last_over = -math.inf
 
     @property
     def limit(self) -> int:
@@ -90,8 +104,14 @@ class AdaptiveLimit:
     def acquire(self) -> float | None:
         """The admitted request's start time (give it back to `release`), or None: refused."""
         if self.inflight >= self.limit:
-            self._refused = True
-            return None
+            now = self.clock()
+            if now - self._last_over < self.forget_s:
+                self._refused = True
+                return None
+            self._limit = float(self.max_limit)  # the overload it was learnt under is over
+            if self.inflight >= self.limit:
+                self._refused = True
+                return None
         self.inflight += 1
         self._peak = max(self._peak, self.inflight)
         return self.clock()
@@ -105,24 +125,28 @@ class AdaptiveLimit:
         self._count += 1
         if self._count < MIN_SAMPLES or now - self._window_start < self.window_s:
             return False
-        self._update(self._sum / self._count, now - self._window_start)
+        self._update(self._sum / self._count, now - self._window_start, now)
         self._window_start = now
         self._sum, self._count, self._peak = 0.0, 0, self.inflight
         self._refused = False
         return True
 
-    def _update(self, short: float, elapsed: float) -> None:
+    def _allowed(self, baseline: float) -> float:
+        return max(self.tolerance * baseline, self.floor_s)
+
+    def _update(self, short: float, elapsed: float, now: float) -> None:
         baseline = self._baseline
         if baseline is None:
             baseline = short
         elif short < baseline:
             baseline += (short - baseline) * BASELINE_FALL
-        elif not self._refused:
+        elif not self._refused and short <= self._allowed(baseline):
             baseline += (short - baseline) * min(1.0, elapsed / self.baseline_s)
         self._baseline = baseline
-        allowed = max(self.tolerance * baseline, self.floor_s)
+        allowed = self._allowed(baseline)
         gradient = max(MIN_GRADIENT, min(1.0, allowed / short)) if short > 0 else 1.0
         if gradient < 1.0:
+            self._last_over = now
             limit = self._limit * gradient
         elif 2 * self._peak >= self._limit:
             limit = self._limit + math.sqrt(self._limit)

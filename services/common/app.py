@@ -234,6 +234,7 @@ def create_app(
                 floor_s=settings.ADMISSION_FLOOR_MS / 1000,
                 window_s=settings.ADMISSION_WINDOW_S,
                 baseline_s=settings.ADMISSION_BASELINE_S,
+                forget_s=settings.ADMISSION_FORGET_S,
             ),
             exempt=ADMISSION_EXEMPT,
         )

@@ -83,9 +83,10 @@ class ServiceSettings(BaseSettings):
     ADMISSION_MIN_LIMIT: int = Field(16, ge=1, le=100_000)
     ADMISSION_MAX_LIMIT: int = Field(1000, ge=1, le=100_000)
     ADMISSION_TOLERANCE: float = Field(2.0, ge=1, le=100)
-    ADMISSION_FLOOR_MS: float = Field(20.0, ge=0, le=60_000)
+    ADMISSION_FLOOR_MS: float = Field(40.0, ge=0, le=60_000)
     ADMISSION_WINDOW_S: float = Field(0.1, gt=0, le=60)
     ADMISSION_BASELINE_S: float = Field(30.0, gt=0, le=86_400)
+    ADMISSION_FORGET_S: float = Field(2.0, gt=0, le=3_600)
 
     @field_validator("REDIS_SHARDS", mode="before")
     @classmethod

@@ -25,6 +25,7 @@ def _controller(clock: FakeClock, **overrides: float) -> AdaptiveLimit:
         "floor_s": 0.0,
         "window_s": 0.1,
         "baseline_s": 30.0,
+        "forget_s": 2.0,
     }
     options.update(overrides)
     return AdaptiveLimit(
@@ -34,6 +35,7 @@ def _controller(clock: FakeClock, **overrides: float) -> AdaptiveLimit:
         floor_s=options["floor_s"],
         window_s=options["window_s"],
         baseline_s=options["baseline_s"],
+        forget_s=options["forget_s"],
         clock=clock,
     )
 
@@ -110,6 +112,53 @@ def test_over_the_limit_is_refused_at_once_and_a_release_frees_a_slot() -> None:
     assert limit.acquire() is not None
 
 
+def _overload_to_the_minimum(limit: AdaptiveLimit, clock: FakeClock) -> None:
+    for _ in range(10):
+        _window(limit, clock, 0.005, 50)
+    for _ in range(20):
+        _window(limit, clock, 0.5, 50)
+    assert limit.limit == limit.min_limit
+
+
+def test_a_recent_overload_still_refuses_a_burst() -> None:
+    clock = FakeClock()
+    limit = _controller(clock, forget_s=2.0)
+    _overload_to_the_minimum(limit, clock)
+    clock.now += 1.0  # within forget_s of the last window over the allowance
+    starts = [limit.acquire() for _ in range(50)]
+    assert sum(s is not None for s in starts) == limit.min_limit
+
+
+def test_an_overload_long_past_does_not_refuse_the_next_burst() -> None:
+    clock = FakeClock()
+    limit = _controller(clock, forget_s=2.0)
+    _overload_to_the_minimum(limit, clock)
+    clock.now += 2.5  # quiet for longer than forget_s: that overload is over
+    starts = [limit.acquire() for _ in range(50)]
+    assert None not in starts
+    assert limit.limit == limit.max_limit
+
+
+def test_sustained_overload_keeps_the_limit_held_and_latency_near_the_floor() -> None:
+    """A worker whose latency is its queue: each request in flight adds 2 ms (one core shared by
+    every admitted request). Demand of 400 at once for 30 s, far past forget_s: the limit must
+    stay held (never reset to the maximum) and the admitted latency near the 40 ms floor."""
+    clock = FakeClock()
+    limit = _controller(clock, floor_s=0.04, min_limit=4, max_limit=1000, forget_s=2.0)
+    for _ in range(20):
+        _window(limit, clock, 0.010, 5)  # normal load: 5 in flight, 10 ms
+    limits, latencies = [], []
+    while clock.now < 1000.0 + 40:
+        admitted = min(400, limit.limit)
+        latency = 0.002 * admitted
+        _window(limit, clock, latency, 400)
+        limits.append(limit.limit)
+        latencies.append(latency)
+    settled_limits, settled = limits[len(limits) // 4 :], latencies[len(latencies) // 4 :]
+    assert max(settled_limits) < 100  # held: never back at 1000
+    assert sum(settled) / len(settled) < 0.06  # about the floor (40 ms), not the 800 ms queue
+
+
 def test_latency_under_the_floor_never_lowers_the_limit() -> None:
     clock = FakeClock()
     limit = _controller(clock, floor_s=0.02)
@@ -135,7 +184,8 @@ def test_the_baseline_does_not_learn_overload_it_refused_under() -> None:
 
 def test_a_slower_mix_is_learnt_slowly_when_nothing_is_refused() -> None:
     clock = FakeClock()
-    limit = _controller(clock, baseline_s=1.0, min_limit=100)
+    # 4x the baseline, but within the floor's allowance: a heavier mix, not overload.
+    limit = _controller(clock, baseline_s=1.0, min_limit=100, floor_s=0.04)
     for _ in range(10):
         _window(limit, clock, 0.005, 20)
     for _ in range(400):
