@@ -35,7 +35,8 @@ class Row:
 
     @property
     def rps(self) -> float:
-        return statistics.median(r.rps for r in self.runs) if self.runs else 0.0
+        """Median goodput: answers < 400 a second (refusals and errors are counted apart)."""
+        return statistics.median(r.goodput_rps for r in self.runs) if self.runs else 0.0
 
     @property
     def ratio(self) -> float | None:
@@ -45,8 +46,14 @@ class Row:
         return statistics.median(r.latency_ms[key] for r in self.runs) if self.runs else 0.0
 
     @property
-    def non_2xx(self) -> int:
-        return sum(r.non_2xx for r in self.runs)
+    def errors(self) -> int:
+        """Answers >= 400 that were not explicit refusals, over the runs."""
+        return sum(r.status_errors for r in self.runs)
+
+    @property
+    def refused(self) -> int:
+        """Explicit refusals (503/429 with Retry-After, bench/refusals.py), over the runs."""
+        return sum(r.refused for r in self.runs)
 
     @property
     def meets_target(self) -> bool | None:
@@ -66,14 +73,15 @@ class Row:
             "group": self.endpoint.group,
             "path": self.endpoint.path,
             "rps": round(self.rps, 1),
-            "rps_rounds": [round(r.rps, 1) for r in self.runs],
+            "rps_rounds": [round(r.goodput_rps, 1) for r in self.runs],
             "ratio": None if self.ratio is None else round(self.ratio, 3),
             "ratio_rounds": [round(r, 3) for r in self.ratios],
             "target_ratio": self.endpoint.target,
             "meets_target": self.meets_target,
             "p50_ms": round(self.latency("p50"), 2),
             "p99_ms": round(self.latency("p99"), 2),
-            "non_2xx": self.non_2xx,
+            "errors": self.errors,
+            "refused": self.refused,
             "cpu_cores": self.cpu_cores,
             "half_rate": None
             if self.half_rate is None
@@ -81,21 +89,22 @@ class Row:
                 "goal_rps": None
                 if self.half_rate_goal_rps is None
                 else round(self.half_rate_goal_rps, 1),
-                "achieved_rps": round(self.half_rate.rps, 1),
+                "achieved_rps": round(self.half_rate.goodput_rps, 1),
                 "p50_ms": round(self.half_rate.latency_ms["p50"], 2),
                 "p99_ms": round(self.half_rate.latency_ms["p99"], 2),
                 "target_p99_ms": self.endpoint.half_rate_target_ms,
                 "meets_target": self.meets_half_rate_target,
-                "non_2xx": self.half_rate.non_2xx,
+                "errors": self.half_rate.status_errors,
+                "refused": self.half_rate.refused,
             },
             "runs": [r.to_json() for r in self.runs],
         }
 
 
 def round_ratio(result: WrkResult, ceilings: Sequence[WrkResult]) -> float:
-    """An endpoint's rate over the mean rate of its round's ceiling runs."""
-    ceiling = statistics.fmean(c.rps for c in ceilings)
-    return result.rps / ceiling if ceiling > 0 else 0.0
+    """An endpoint's goodput over the mean goodput of its round's ceiling runs."""
+    ceiling = statistics.fmean(c.goodput_rps for c in ceilings)
+    return result.goodput_rps / ceiling if ceiling > 0 else 0.0
 
 
 def worst_against_target(rows: Iterable[Row]) -> Row | None:
@@ -112,7 +121,8 @@ def format_table(rows: Sequence[Row], ceiling: Row) -> str:
     """The plain-text table run.py prints (and docs/performance.md shows)."""
     head = (
         f"{'endpoint':<20} {'req/s':>7} {'ratio':>5} {'target':>6} {'met':>3} {'p50 ms':>7} "
-        f"{'p99 ms':>7} {'non-2xx':>7} | {'@50% req/s':>10} {'p50 ms':>7} {'p99 ms':>7} {'met':>3}"
+        f"{'p99 ms':>7} {'errors':>6} {'refused':>7} | {'@50% req/s':>10} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'met':>3}"
     )
     lines = [head, "-" * len(head)]
 
@@ -127,9 +137,10 @@ def format_table(rows: Sequence[Row], ceiling: Row) -> str:
         lines.append(
             f"{row.endpoint.name:<20} {row.rps:>7.0f} {ratio:>5} {target:>6} "
             f"{'' if is_ceiling else mark(row.meets_target):>3} {row.latency('p50'):>7.1f} "
-            f"{row.latency('p99'):>7.1f} {row.non_2xx:>7} | "
+            f"{row.latency('p99'):>7.1f} {row.errors:>6} {row.refused:>7} | "
             + (
-                f"{half.rps:>10.0f} {half.latency_ms['p50']:>7.1f} {half.latency_ms['p99']:>7.1f} "
+                f"{half.goodput_rps:>10.0f} {half.latency_ms['p50']:>7.1f} "
+                f"{half.latency_ms['p99']:>7.1f} "
                 f"{mark(row.meets_half_rate_target):>3}"
                 if half is not None
                 else f"{'-':>10} {'-':>7} {'-':>7} {'-':>3}"

@@ -7,8 +7,11 @@ load of the endpoint furthest below its target. Against the running local cluste
 
 Writes bench/results/<timestamp>.json (every run, the machine, the settings), <timestamp>.png
 (the chart) and <timestamp>-profile-<endpoint>.txt (py-spy's collapsed stacks), prints the table,
-and exits 1 when a run failed (an answer with status >= 400, a socket error, a composed page with
-a missing part, no request completed) or 2 when the cluster is not fit to be measured.
+and exits 1 when a run failed (an answer with status >= 400 that was not an explicit refusal, a
+socket error, a composed page with a missing part, no request completed) or 2 when the cluster is
+not fit to be measured. Refusals (admission control's 503 and the in-flight cap's 429, both with
+Retry-After, read from the services' counters: refusals.py) are counted and shown apart; the
+rates and ratios are goodput, the answers < 400 a second.
 
 The fan-out endpoints (/api/first, /api/smart) need the aggregator's upstream to be FAST and
 reliable, or they measure the simulator's 100-600 ms sleeps and injected failures instead of the
@@ -23,14 +26,16 @@ one. Start the cluster for benchmarks with:
 
 The parts, one job each, beside this file: endpoints.py (what is measured, the targets),
 probes.py (is the cluster fit, what the paths are filled with), wrk_runner.py with wrk.lua and
-wrk_report.lua (one wrk run), wrk_output.py (its answer), cpu_accounting.py (the cores each part
-of the stack used), rounds.py (ratios, targets, the table), pacing.py (the half-rate runs),
-profiling.py and profile_summary.py (py-spy), machine.py, chart.py.
+wrk_report.lua (one wrk run), wrk_output.py (its answer), refusals.py (which of its >= 400
+answers were refusals), cpu_accounting.py (the cores each part of the stack used), rounds.py
+(ratios, targets, the table), pacing.py (the half-rate runs), profiling.py and
+profile_summary.py (py-spy), machine.py, chart.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -47,6 +52,7 @@ from machine import machine
 from probes import NotFit, check_fast_worksim, prepare
 from profiling import profile
 from progress import log, step
+from refusals import refusals_of
 from rounds import Row
 from wrk_output import WrkResult
 from wrk_runner import Load, run_wrk
@@ -127,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         row: Row, seconds: float, delay_ms: float | None = None, cpu: bool = True
     ) -> WrkResult:
         endpoint = row.endpoint
+        refused_before = refusals_of(topo, endpoint.service)
         result = run_wrk(
             ctx,
             endpoint,
@@ -135,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             delay_ms,
             cpu=row.cpu if cpu else None,
         )
+        # Never more than wrk saw: a refusal of a request from outside this run is not ours.
+        refused = min(result.non_2xx, refusals_of(topo, endpoint.service) - refused_before)
+        result = dataclasses.replace(result, refused=refused)
         failures.extend(f"{endpoint.name}: {f}" for f in result.failures)
         return result
 
@@ -154,8 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     row.runs.append(result)
                     row.ratios.append(rounds.round_ratio(result, (first, last)))
                 log(
-                    f"round {number}: ceiling {first.rps:.0f} / {last.rps:.0f} req/s; "
-                    + ", ".join(f"{r.endpoint.name} {res.rps:.0f}" for r, res in results)
+                    f"round {number}: ceiling {first.goodput_rps:.0f} / {last.goodput_rps:.0f} "
+                    "req/s; "
+                    + ", ".join(
+                        f"{r.endpoint.name} {res.goodput_rps:.0f}"
+                        + (f" ({res.refused} refused)" if res.refused else "")
+                        for r, res in results
+                    )
                 )
         if not args.no_half_rate:
             seconds = args.half_rate_duration or args.duration

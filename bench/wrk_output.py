@@ -18,6 +18,9 @@ class WrkResult:
     errors: Mapping[str, int]
     latency_ms: Mapping[str, float]
     bad_bodies: int = 0
+    # Of the answers >= 400, those the services counted as explicit refusals (bench/refusals.py),
+    # filled in after the run: they are reported, not failures.
+    refused: int = 0
 
     @property
     def rps(self) -> float:
@@ -29,6 +32,18 @@ class WrkResult:
         return self.errors.get("status", 0)
 
     @property
+    def status_errors(self) -> int:
+        """Answers >= 400 that were not explicit refusals: failures of the endpoint."""
+        return max(0, self.non_2xx - self.refused)
+
+    @property
+    def goodput_rps(self) -> float:
+        """Answers < 400 a second: the work served, which the ratios are made of (a refusal is
+        cheap, and counting it would reward refusing)."""
+        ok = self.requests - self.non_2xx
+        return ok / self.duration_s if self.duration_s > 0 else 0.0
+
+    @property
     def socket_errors(self) -> int:
         return sum(v for k, v in self.errors.items() if k != "status")
 
@@ -38,13 +53,15 @@ class WrkResult:
         found = []
         if self.requests == 0:
             found.append("no request completed")
-        if self.non_2xx:
-            found.append(f"{self.non_2xx} answers with status >= 400")
+        if self.status_errors:
+            found.append(f"{self.status_errors} answers with status >= 400 that were not refusals")
         if self.socket_errors:
             detail = ", ".join(f"{k} {v}" for k, v in self.errors.items() if k != "status" and v)
             found.append(f"socket errors: {detail}")
-        if self.bad_bodies:
-            found.append(f"{self.bad_bodies} answers without the expected body")
+        # A refusal's problem+json lacks the expected text too: it is not a bad body.
+        bad_bodies = max(0, self.bad_bodies - self.refused)
+        if bad_bodies:
+            found.append(f"{bad_bodies} answers without the expected body")
         return found
 
     def to_json(self) -> dict[str, Any]:
@@ -52,6 +69,8 @@ class WrkResult:
             "requests": self.requests,
             "duration_s": round(self.duration_s, 3),
             "rps": round(self.rps, 1),
+            "goodput_rps": round(self.goodput_rps, 1),
+            "refused": self.refused,
             "latency_ms": dict(self.latency_ms),
             "errors": dict(self.errors),
             "bad_bodies": self.bad_bodies,

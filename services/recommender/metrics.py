@@ -5,6 +5,17 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 LOOKUPS = Counter("recommender_cache_lookups", "Answers by where they came from", ["result"])
+# The labelled children, made once: `labels()` hashes and locks on every call.
+_LOOKUPS_BY_RESULT = {
+    result: LOOKUPS.labels(result) for result in ("HIT-L1", "HIT-L2", "MISS", "STALE", "ERROR")
+}
+
+
+def lookups_of(result: str) -> Counter:
+    """The lookups counter of one result (HIT-L1, HIT-L2, MISS, STALE, ERROR)."""
+    return _LOOKUPS_BY_RESULT[result]
+
+
 INVALIDATIONS = Counter("recommender_invalidations", "Invalidation messages applied")
 L1_ENTRIES = Gauge(
     "recommender_l1_entries",

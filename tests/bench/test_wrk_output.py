@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from wrk_output import WrkResult, bench_json, parse_wrk
 
@@ -37,7 +39,7 @@ def test_wrk_output_is_read_from_the_scripts_line() -> None:
     assert parsed.socket_errors == 3
     assert parsed.bad_bodies == 4
     assert parsed.failures == [
-        "3 answers with status >= 400",
+        "3 answers with status >= 400 that were not refusals",
         "socket errors: read 1, timeout 2",
         "4 answers without the expected body",
     ]
@@ -57,3 +59,22 @@ def test_a_scripts_own_counts_are_kept_in_the_line() -> None:
     line = WRK_OUTPUT.replace('"bad_bodies": 4}', '"bad_bodies": 0, "reused": 7}')
     assert bench_json(line)["reused"] == 7
     assert parse_wrk(line).bad_bodies == 0
+
+
+def test_explicit_refusals_are_counted_apart_from_errors_and_not_as_goodput() -> None:
+    # 3 answers >= 400, 4 without the expected text; 2 of the 3 were the services' refusals.
+    parsed = dataclasses.replace(parse_wrk(WRK_OUTPUT), refused=2)
+    assert parsed.status_errors == 1
+    assert parsed.goodput_rps == pytest.approx((3164 - 3) / 1.003093)
+    assert parsed.failures == [
+        "1 answers with status >= 400 that were not refusals",
+        "socket errors: read 1, timeout 2",
+        "2 answers without the expected body",
+    ]
+    assert parsed.to_json()["refused"] == 2
+
+
+def test_a_run_whose_only_failures_were_refusals_did_not_fail() -> None:
+    refused = dataclasses.replace(result(1000, status=40), refused=40)
+    assert refused.failures == []
+    assert refused.goodput_rps == pytest.approx(996.0)
