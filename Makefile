@@ -4,7 +4,7 @@ PY := .venv/bin/python
 STAMP := .venv/.quartet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run up down status clean test test-fast lint format generate loadtest bench image chaos
+.PHONY: help install run up down status clean test test-fast lint format generate loadtest bench overload image chaos
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ loadtest: install ## a locust profile, headless (PROFILE=smoke|10|100|1000); CSV
 
 bench: install ## wrk over every hot endpoint vs the trivial one; JSON + PNG in bench/results/ (BENCH_ARGS=...)
 	@$(PY) bench/run.py $(BENCH_ARGS)
+
+overload: install ## one endpoint at 2x its measured capacity: admitted, refused, errors (OVERLOAD_ARGS=...)
+	@$(PY) bench/overload.py $(OVERLOAD_ARGS)
 
 CHAOS_ARGS ?=
 chaos: install ## faults under mixed load against the running cluster, then its invariants (CHAOS_ARGS=--duration 60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,12 @@ class Load:
 
 
 def wrk_command(
-    ctx: Context, endpoint: Endpoint, load: Load, seconds: float, delay_ms: float | None = None
+    ctx: Context,
+    endpoint: Endpoint,
+    load: Load,
+    seconds: float,
+    delay_ms: float | None = None,
+    headers: Sequence[str] = (),
 ) -> list[str]:
     options = [o for o in endpoint.script if o != "cold"]
     if "cold" in endpoint.script:
@@ -44,6 +49,8 @@ def wrk_command(
     ]
     if endpoint.cookie:
         command += ["-H", f"Cookie: {ctx.cookie}"]
+    for header in headers:
+        command += ["-H", header]
     command.append(ctx.url(endpoint))
     return [*command, "--", *options] if options else command
 
@@ -55,9 +62,10 @@ def run_wrk(
     seconds: float,
     delay_ms: float | None = None,
     cpu: list[Mapping[str, float]] | None = None,
+    headers: Sequence[str] = (),
 ) -> WrkResult:
     """One wrk run; with `cpu`, the cores each process group used during it are appended."""
-    command = wrk_command(ctx, endpoint, load, seconds, delay_ms)
+    command = wrk_command(ctx, endpoint, load, seconds, delay_ms, headers)
     before, started = cpu_accounting.cpu_seconds(), time.monotonic()
     done = subprocess.run(
         command, capture_output=True, text=True, check=False, timeout=seconds + 60
