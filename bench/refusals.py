@@ -16,17 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cluster.topology import Topology
 
-ADMISSION = "quartet_admission_refused"
-
-
-def _cap(service: str) -> str:
-    return f"{service}_inflight_rejected"
-
 
 def refusals_of(topo: Topology, service: str, timeout_s: float = 5.0) -> int:
     """Refusals so far, summed over the service's instances; an instance that does not answer
     counts 0 (a run against it fails on its own errors)."""
-    names = {ADMISSION, _cap(service)}
+    # Admission control's counter (services/common/admission_middleware.py) and the in-flight
+    # cap's (services/common/limiter.py).
+    names = {"quartet_admission_refused", f"{service}_inflight_rejected"}
     total = 0.0
     for instance in topo.instances_of(service):
         url = f"http://127.0.0.1:{instance.port}/metrics"
@@ -38,9 +34,10 @@ def refusals_of(topo: Topology, service: str, timeout_s: float = 5.0) -> int:
         for family in text_string_to_metric_families(text):
             if family.name not in names:
                 continue
-            for sample in family.samples:
-                if sample.name.endswith("_total") and sample.labels.get("service", service) == (
-                    service
-                ):
-                    total += sample.value
+            total += sum(
+                sample.value
+                for sample in family.samples
+                if sample.name.endswith("_total")
+                and sample.labels.get("service", service) == service
+            )
     return round(total)

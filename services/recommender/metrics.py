@@ -5,15 +5,16 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 LOOKUPS = Counter("recommender_cache_lookups", "Answers by where they came from", ["result"])
-# The labelled children, made once: `labels()` hashes and locks on every call.
-_LOOKUPS_BY_RESULT = {
-    result: LOOKUPS.labels(result) for result in ("HIT-L1", "HIT-L2", "MISS", "STALE", "ERROR")
-}
+# Each labelled child is looked up once and kept: `labels()` hashes and locks on every call.
+_LOOKUPS_BY_RESULT: dict[str, Counter] = {}
 
 
 def lookups_of(result: str) -> Counter:
-    """The lookups counter of one result (HIT-L1, HIT-L2, MISS, STALE, ERROR)."""
-    return _LOOKUPS_BY_RESULT[result]
+    """The lookups counter of one result (a cache.Source, or ERROR)."""
+    child = _LOOKUPS_BY_RESULT.get(result)
+    if child is None:
+        child = _LOOKUPS_BY_RESULT[result] = LOOKUPS.labels(result)
+    return child
 
 
 INVALIDATIONS = Counter("recommender_invalidations", "Invalidation messages applied")
