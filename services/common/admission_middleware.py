@@ -1,6 +1,10 @@
-"""Admission control per worker: the ASGI middleware around `AdaptiveLimit` (admission.py).
+"""Admission control per worker: the ASGI middleware around `QueueDelay` (queue_delay.py: how
+long the request waited before the worker took it up) and `AdaptiveLimit` (admission.py: how
+many requests the worker holds, for the latency they see).
 
-A request over the worker's current limit is answered at once with 503 problem+json and
+The queue is judged first: it costs a header lookup, and a request that already waited too long
+is refused before it counts towards the concurrency limit. A request refused by either, or over
+the worker's current limit, is answered at once with 503 problem+json and
 `Retry-After: 1`: it never waits for a slot, so a refusal costs the client a round trip, not a
 queue. 503 rather than the in-flight cap's 429: this instance is short of capacity (another
 instance, or the same one a moment later, may serve it), not the client over a quota.
@@ -19,18 +23,23 @@ sub-millisecond latency would pull the baseline below every real route's.
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import Counter, Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.common.admission import AdaptiveLimit
 from services.common.problems import problem
+from services.common.queue_delay import HEADER, QueueDelay, waited_since
 
 # One name for every service (the `service` label, and the scrape's `job`, say which). Under
 # gunicorn each worker has its own limit: the instance's capacity is their sum (livesum).
+# `reason`: "queue" (it had waited too long before the worker took it up) or "concurrency" (the
+# worker was at its limit).
 REFUSED = Counter(
     "quartet_admission_refused",
-    "Requests refused at once because this worker was at its adaptive concurrency limit",
-    ["service"],
+    "Requests refused at once by this worker's admission control",
+    ["service", "reason"],
 )
 LIMIT = Gauge(
     "quartet_admission_limit",
@@ -53,31 +62,34 @@ class AdmissionMiddleware:
         *,
         service: str,
         controller: AdaptiveLimit,
+        queue: QueueDelay | None = None,
         exempt: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.controller = controller
+        self.queue = queue
         self.exempt = exempt
-        self.refused = REFUSED.labels(service)
+        self.refused_queue = REFUSED.labels(service, "queue")
+        self.refused_concurrency = REFUSED.labels(service, "concurrency")
         self.limit = LIMIT.labels(service)
         self.inflight = INFLIGHT.labels(service)
         # Every series exists from the start (a refusal rate of 0 is a fact worth a line).
-        self.refused.inc(0)
+        self.refused_queue.inc(0)
+        self.refused_concurrency.inc(0)
         self.limit.set(controller.limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
+        if self.queue is not None and not self._queue_admits(scope):
+            self.refused_queue.inc()
+            await _refuse(scope, receive, send)
+            return
         started = self.controller.acquire()
         if started is None:
-            self.refused.inc()
-            response = problem(
-                503,
-                "this instance is at its concurrency limit; retry shortly",
-                headers={"Retry-After": "1"},
-            )
-            await response(scope, receive, send)
+            self.refused_concurrency.inc()
+            await _refuse(scope, receive, send)
             return
         self.inflight.inc()
         try:
@@ -86,3 +98,18 @@ class AdmissionMiddleware:
             self.inflight.dec()
             if self.controller.release(started):
                 self.limit.set(self.controller.limit)
+
+    def _queue_admits(self, scope: Scope) -> bool:
+        assert self.queue is not None
+        for name, value in scope["headers"]:
+            if name == HEADER:
+                waited = waited_since(value, time.time())
+                return waited is None or self.queue.admit(waited)
+        return True  # not stamped (not through the gateway): nothing to judge by
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem(
+        503, "this instance is at its capacity; retry shortly", headers={"Retry-After": "1"}
+    )
+    await response(scope, receive, send)

@@ -28,6 +28,7 @@ from services.common.health import Check, health_router, watch_dependencies
 from services.common.limiter import InFlightLimiter, InFlightLimitMiddleware
 from services.common.logs import configure_logging
 from services.common.problems import install_handlers
+from services.common.queue_delay import QueueDelay
 from services.common.redis_shards import RedisShards
 from services.common.requestctx import QUIET_PATHS, RequestContextMiddleware
 from services.common.responses import OrjsonResponse
@@ -235,6 +236,10 @@ def create_app(
                 window_s=settings.ADMISSION_WINDOW_S,
                 baseline_s=settings.ADMISSION_BASELINE_S,
                 forget_s=settings.ADMISSION_FORGET_S,
+            ),
+            queue=QueueDelay(
+                target_s=settings.ADMISSION_QUEUE_TARGET_MS / 1000,
+                interval_s=settings.ADMISSION_QUEUE_INTERVAL_MS / 1000,
             ),
             exempt=ADMISSION_EXEMPT,
         )

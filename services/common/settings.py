@@ -87,6 +87,10 @@ class ServiceSettings(BaseSettings):
     ADMISSION_WINDOW_S: float = Field(0.1, gt=0, le=60)
     ADMISSION_BASELINE_S: float = Field(30.0, gt=0, le=86_400)
     ADMISSION_FORGET_S: float = Field(2.0, gt=0, le=3_600)
+    # How long a request may wait ahead of the worker, from the gateway's X-Request-Start stamp
+    # (queue_delay.py): the target once the queue stands, the interval during a burst.
+    ADMISSION_QUEUE_TARGET_MS: float = Field(5.0, gt=0, le=60_000)
+    ADMISSION_QUEUE_INTERVAL_MS: float = Field(50.0, gt=0, le=60_000)
 
     @field_validator("REDIS_SHARDS", mode="before")
     @classmethod
@@ -113,6 +117,11 @@ class ServiceSettings(BaseSettings):
         if self.ADMISSION_MIN_LIMIT > self.ADMISSION_MAX_LIMIT:
             prefix = self.model_config.get("env_prefix", "")
             raise ValueError(f"{prefix}ADMISSION_MIN_LIMIT is above {prefix}ADMISSION_MAX_LIMIT")
+        if self.ADMISSION_QUEUE_TARGET_MS > self.ADMISSION_QUEUE_INTERVAL_MS:
+            prefix = self.model_config.get("env_prefix", "")
+            raise ValueError(
+                f"{prefix}ADMISSION_QUEUE_TARGET_MS is above {prefix}ADMISSION_QUEUE_INTERVAL_MS"
+            )
         return self
 
     @model_validator(mode="after")

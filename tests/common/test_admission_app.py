@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from services.common.app import create_app
@@ -55,6 +56,17 @@ def _gauge(metrics: str, name: str, service: str) -> float:
     return float(match[1])
 
 
+def _refused(metrics: str, service: str, reason: str) -> float:
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == "quartet_admission_refused_total" and sample.labels == {
+                "service": service,
+                "reason": reason,
+            }:
+                return sample.value
+    raise AssertionError(f"no {reason} refusals counted for {service}")
+
+
 async def _timed(client: httpx.AsyncClient) -> tuple[httpx.Response, float]:
     started = time.perf_counter()
     response = await client.get("/work")
@@ -95,7 +107,8 @@ async def test_the_limit_falls_under_slow_answers_refusals_are_fast_and_it_recov
             assert response.headers["content-type"] == "application/problem+json"
             assert response.json()["status"] == 503
         metrics = (await client.get("/metrics")).text
-        assert _gauge(metrics, "quartet_admission_refused_total", service) == len(refusals)
+        assert _refused(metrics, service, "concurrency") == len(refusals)
+        assert _refused(metrics, service, "queue") == 0
         # Refusals are not the service's errors: the request metrics never saw them.
         assert 'handler="/work",method="GET",status="503"' not in metrics
 
@@ -105,6 +118,33 @@ async def test_the_limit_falls_under_slow_answers_refusals_are_fast_and_it_recov
             await _wave(client, 40)
         assert await _limit(client, service) == 40
         assert {r.status_code for r, _ in await _wave(client, 30)} == {200}
+
+
+async def test_a_request_that_waited_too_long_ahead_of_the_worker_is_refused_at_once() -> None:
+    """The gateway's X-Request-Start stamp says when it sent the request on: one that waited
+    longer than the burst interval before the worker took it up is refused without being run."""
+    service, delay = "admission_queue", Delay()
+    app = _app(service, delay, ADMISSION_QUEUE_TARGET_MS=5, ADMISSION_QUEUE_INTERVAL_MS=50)
+    async with serve(app) as client:
+        delay.seconds = SLOW_S  # a refusal that ran the route would take a second
+
+        def stamped(waited_s: float) -> dict[str, str]:
+            return {"X-Request-Start": f"t={time.time() - waited_s:.3f}"}
+
+        started = time.perf_counter()
+        refused = await client.get("/work", headers=stamped(0.5))
+        assert time.perf_counter() - started < FAST_S
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["status"] == 503
+        delay.seconds = 0.002
+        assert (await client.get("/work", headers=stamped(0.0))).status_code == 200
+        assert (await client.get("/work", headers={"X-Request-Start": "junk"})).status_code == 200
+        assert (await client.get("/work")).status_code == 200  # not through the gateway
+        assert (await client.get("/healthz", headers=stamped(5))).status_code == 200
+        metrics = (await client.get("/metrics")).text
+        assert _refused(metrics, service, "queue") == 1
+        assert _refused(metrics, service, "concurrency") == 0
 
 
 async def test_probes_are_never_refused() -> None:
