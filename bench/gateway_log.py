@@ -22,6 +22,10 @@ from pathlib import Path
 from typing import Any
 
 REFUSAL_STATUSES = frozenset({429, 503})
+# nginx's status for a request whose client closed the connection before the answer: wrk does
+# that to the requests in flight when a run ends, and to those it times out (which wrk counts
+# itself, among the run's errors). Neither is an answer of the cluster's.
+ABANDONED = 499
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,12 @@ class Answer:
     @property
     def kind(self) -> str:
         """admitted (< 400), refused (429/503 with Retry-After: the cluster declined the work and
-        said when to come back) or error (any other answer >= 400)."""
+        said when to come back), abandoned (499: the client left first) or error (any other
+        answer >= 400)."""
         if self.status < 400:
             return "admitted"
+        if self.status == ABANDONED:
+            return "abandoned"
         if self.status in REFUSAL_STATUSES and self.retry_after:
             return "refused"
         return "error"
@@ -106,6 +113,7 @@ class Outcomes:
     admitted_ms: list[float] = field(default_factory=list)
     refused_ms: list[float] = field(default_factory=list)
     errors: Counter[int] = field(default_factory=Counter)
+    abandoned: int = 0
 
     @classmethod
     def of(cls, found: Iterable[Answer]) -> Outcomes:
@@ -116,13 +124,20 @@ class Outcomes:
                 outcomes.admitted_ms.append(answer.ms)
             elif kind == "refused":
                 outcomes.refused_ms.append(answer.ms)
+            elif kind == "abandoned":
+                outcomes.abandoned += 1
             else:
                 outcomes.errors[answer.status] += 1
         return outcomes
 
     @property
     def total(self) -> int:
-        return len(self.admitted_ms) + len(self.refused_ms) + sum(self.errors.values())
+        return (
+            len(self.admitted_ms)
+            + len(self.refused_ms)
+            + sum(self.errors.values())
+            + self.abandoned
+        )
 
     def good(self, within_ms: float) -> int:
         """Admitted and answered within `within_ms`: the goodput's numerator."""

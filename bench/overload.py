@@ -193,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "refused_p50_ms": rounded(percentile(outcomes.refused_ms, 50)),
             "refused_p99_ms": rounded(refused_p99),
             "errors_by_status": {str(k): v for k, v in sorted(outcomes.errors.items())},
+            "abandoned": outcomes.abandoned,
             "socket_errors": {k: v for k, v in run.errors.items() if k != "status" and v},
             "errors": errors,
         },
@@ -212,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  refused  {o['refused']:,} ({100 * o['refused_share']:.1f} %): p50 "
         f"{o['refused_p50_ms']} ms, p99 {o['refused_p99_ms']} ms\n"
         f"  errors   {errors} {o['errors_by_status'] or ''} {o['socket_errors'] or ''}\n"
+        f"  abandoned by the client (499: in flight when wrk stopped, or timed out by it) "
+        f"{o['abandoned']}\n"
         + "\n".join(f"  {'yes' if ok else 'NO '}  {name}" for name, ok in checks.items())
         + f"\n{path}"
     )

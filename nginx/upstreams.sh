@@ -10,7 +10,7 @@
 # 1.27.3, with a shared zone and a resolver: one configuration serves both images, so the lists
 # are made here, from the resolver every program in the container uses.
 #
-# Expects: $SERVICES (upstreams_in), $UPSTREAM_PORT, $UPSTREAM_REFRESH_S, $prefix, $list (the
+# Expects: $SERVICES (upstreams_in), $UPSTREAM_PORT, $GATEWAY_INSTANCE_CONNS, $UPSTREAM_REFRESH_S, $prefix, $list (the
 # envsubst names, set by render.sh's render_templates),
 # and the variable <SERVICE>_SERVERS of every service in $WATCHED.
 
@@ -39,8 +39,8 @@ servers_var() {
 }
 
 # Sets <SERVICE>_SERVERS for every watched service from a fresh resolution.
-# - Addresses: `server IP:PORT max_fails=3 fail_timeout=5s;` each (the passive health of the
-#   local cluster's upstreams).
+# - Addresses: `server IP:PORT max_conns=$GATEWAY_INSTANCE_CONNS max_fails=3 fail_timeout=5s;`
+#   each (the local cluster's bound on requests in flight to one instance, and its passive health).
 # - None, and none before either (not started yet: compose's order, a replica set at 0): one
 #   server marked down, so nginx starts and answers that route with its JSON 502 until the name
 #   resolves. The other routes are served meanwhile.
@@ -54,7 +54,8 @@ resolve_upstreams() {
         addresses=$(addresses_of "$service")
         if [ -n "$addresses" ]; then
             servers=$(for address in $addresses; do
-                printf 'server %s:%s max_fails=3 fail_timeout=5s; ' "$address" "$UPSTREAM_PORT"
+                printf 'server %s:%s max_conns=%s max_fails=3 fail_timeout=5s; ' \
+                    "$address" "$UPSTREAM_PORT" "$GATEWAY_INSTANCE_CONNS"
             done)
             eval "${var}_KEPT="
         else

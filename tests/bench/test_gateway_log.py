@@ -21,7 +21,7 @@ def test_only_a_429_or_503_with_retry_after_is_a_refusal() -> None:
     assert Answer(429, 1.0, True).kind == "refused"
     assert Answer(503, 1.0, False).kind == "error"  # a 503 that does not say when to come back
     assert Answer(504, 1.0, True).kind == "error"
-    assert Answer(499, 1.0, False).kind == "error"
+    assert Answer(499, 1.0, False).kind == "abandoned"  # the client left first
 
 
 def test_the_tail_reads_only_what_was_appended_after_it_opened_and_follows_a_rotation(

@@ -198,8 +198,10 @@ def test_replicas_join_and_leave_the_upstreams_without_failed_requests() -> None
         docker.wait_answering(gateway, f"{internal}/_ping/counter")
         for path in ("/recommend/1", "/campaigns/1"):
             missing = httpx.get(f"{internal}{path}", timeout=5)
-            assert missing.status_code == 502, path
-            assert missing.json()["status"] == 502
+            # No instance to try (a `down` server): unavailable, come back later.
+            assert missing.status_code == 503, path
+            assert missing.json()["status"] == 503
+            assert missing.headers["retry-after"] == "1"
 
         with Traffic(internal) as traffic:
             began = time.monotonic()
@@ -224,7 +226,7 @@ def test_replicas_join_and_leave_the_upstreams_without_failed_requests() -> None
                 "the others served after the reload",
             )
 
-            # A service that comes up later (compose's order) joins too: 502 until then.
+            # A service that comes up later (compose's order) joins too: 503 until then.
             appear = time.monotonic()
             banner = stack.enter_context(_backend(image, net, "banner"))
             banner_s = _until(
@@ -335,6 +337,7 @@ def _resolve_rounds(
             "ANSWERS": str(tmp_path / "answers"),
             "WATCHED": "counter banner",
             "UPSTREAM_PORT": "8000",
+            "GATEWAY_INSTANCE_CONNS": "64",
             **(env or {}),
         },
         capture_output=True,
@@ -347,7 +350,7 @@ def _resolve_rounds(
 
 
 def _servers(*addresses: str) -> str:
-    return " ".join(f"server {a}:8000 max_fails=3 fail_timeout=5s;" for a in addresses)
+    return " ".join(f"server {a}:8000 max_conns=64 max_fails=3 fail_timeout=5s;" for a in addresses)
 
 
 DOWN = "server 127.0.0.1:8000 down;"

@@ -1,10 +1,14 @@
-"""A service that stalls sheds the backlog it finds when it resumes, instead of serving it late.
+"""A service that stalls: the gateway refuses at once what is beyond its bound of requests in
+flight per instance, and the service sheds the backlog it finds when it resumes instead of
+serving it late.
 
-The gateway stamps every request with the time it sent it on (X-Request-Start); a worker that
-takes a request up after it has waited longer than the burst interval (50 ms) refuses it at
-once with 503 and Retry-After (services/common/queue_delay.py). Produced for real: both counter
-instances' process trees SIGSTOPped while requests reach them through the gateway (the kernel
-still accepts and buffers them), then SIGCONTed."""
+The gateway holds at most GATEWAY_INSTANCE_CONNS (64) requests in flight to one instance (nginx
+`max_conns`); with every instance at it, it answers 503 with Retry-After itself. It stamps every
+request it sends on with the time (X-Request-Start); a worker that takes a request up after it
+has waited longer than the burst interval (50 ms) refuses it at once with 503 and Retry-After
+(services/common/queue_delay.py). Produced for real: both counter instances' process trees
+SIGSTOPped while requests reach them through the gateway (the kernel still accepts and buffers
+them), then SIGCONTed."""
 
 from __future__ import annotations
 
@@ -20,11 +24,15 @@ from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.cluster
 
-BACKLOG = 40
-# How long the counter stays stopped with the backlog waiting: far over the 50 ms interval, so
-# every buffered request has waited too long when the workers resume. The fault's length, not a
-# wait for a condition.
-STALL_S = 0.5
+# The test cluster's default bound per instance (cluster/topology.py), and requests beyond what
+# two instances at that bound can hold.
+INSTANCE_CONNS = 64
+BEYOND = 20
+# How long the counter stays stopped once its backlog is waiting: far over the 50 ms interval,
+# so every buffered request has waited too long when the workers resume. The fault's length,
+# not a wait for a condition.
+STALL_S = 0.3
+GATEWAY_DETAIL = "the service is not available right now"  # nginx/_errors/503.json
 
 
 def _queue_refusals(cluster: RunningCluster) -> float:
@@ -40,26 +48,37 @@ def _queue_refusals(cluster: RunningCluster) -> float:
     return total
 
 
-async def test_a_stalled_service_refuses_its_backlog_at_once_when_it_resumes(
+async def test_a_stalled_service_is_refused_at_the_gateway_and_sheds_its_backlog(
     cluster: RunningCluster,
 ) -> None:
     before = await asyncio.to_thread(_queue_refusals, cluster)
-    limits = httpx.Limits(max_connections=BACKLOG)
+    instances = cluster.topo.instances_of("counter")
+    held = INSTANCE_CONNS * len(instances)
+    limits = httpx.Limits(max_connections=held + BEYOND)
     async with httpx.AsyncClient(base_url=cluster.internal, timeout=20, limits=limits) as client:
         assert (await client.get("/visits/queue-shed")).status_code == 200
-        programs = [f"counter:{i.name}" for i in cluster.topo.instances_of("counter")]
-        async with programs_stalled(cluster, *programs):
-            backlog = [
-                asyncio.create_task(client.get("/visits/queue-shed")) for _ in range(BACKLOG)
+        async with programs_stalled(cluster, *(f"counter:{i.name}" for i in instances)):
+            sent = [
+                asyncio.create_task(client.get("/visits/queue-shed")) for _ in range(held + BEYOND)
             ]
+            # Those beyond the bound are answered by the gateway while the service is stopped.
+            await wait_until(
+                lambda: sum(t.done() for t in sent) >= BEYOND,
+                timeout_s=10,
+                what=f"{BEYOND} requests refused by the gateway while the counter is stopped",
+            )
+            early = [t.result() for t in sent if t.done()]
             await asyncio.sleep(STALL_S)
-        answers = await asyncio.gather(*backlog)
+        answers = await asyncio.gather(*sent)
         for answer in answers:
             assert answer.status_code == 503, answer.text
             assert answer.headers["retry-after"] == "1"
             assert answer.headers["content-type"] == "application/problem+json"
+        assert all(a.json()["detail"] == GATEWAY_DETAIL for a in early)
+        by_workers = [a for a in answers if a.json()["detail"] != GATEWAY_DETAIL]
+        assert len(by_workers) >= held - BEYOND  # the bound held them: they reached the workers
         after = await asyncio.to_thread(_queue_refusals, cluster)
-        assert after - before == BACKLOG
+        assert after - before == len(by_workers)
 
         # The queue has drained: the next requests are served, and a client cannot forge an old
         # stamp to have its own requests refused (the gateway sets the header).
