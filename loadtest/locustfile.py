@@ -131,12 +131,14 @@ class QuartetUser(FastHttpUser):
         **kwargs: Any,
     ) -> bytes | None:
         """One request, judged by outcomes.classify; the body when it was ok, else None.
-        After a gateway 429 the user honours Retry-After, as a well-behaved client does."""
+        After a gateway 429 or a refusal the user honours Retry-After, as a well-behaved client
+        does."""
         with self.client.request(
             method, path, name=f"{self.kind}: {name}", catch_response=True, **kwargs
         ) as response:
             body = response.content or b""
             error = response.request_meta.get("exception")
+            retry_after = (response.headers or {}).get("retry-after") or ""
             verdict = outcomes.classify(
                 response.status_code or 0,
                 body,
@@ -144,13 +146,13 @@ class QuartetUser(FastHttpUser):
                 fanout=fanout,
                 check=check,
                 error=repr(error) if error is not None else "",
+                retry_after=bool(retry_after),
             )
             if verdict.outcome is outcomes.Outcome.OK:
                 response.success()
             else:
                 response.failure(verdict.message)
-            retry_after = (response.headers or {}).get("retry-after") or "1"
-        if verdict.outcome is outcomes.Outcome.RATE_LIMITED:
+        if verdict.outcome in (outcomes.Outcome.RATE_LIMITED, outcomes.Outcome.REFUSED):
             time.sleep(min(5.0, float(retry_after)) if retry_after.isdigit() else 1.0)
         return body if verdict.outcome is outcomes.Outcome.OK else None
 

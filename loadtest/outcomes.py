@@ -1,7 +1,7 @@
 """How the load test judges each answer, and the whole run. Standard library only: the locustfile
 imports it (inside the stock locust image as well), and so do the tests, without locust.
 
-Every answer is one of four outcomes:
+Every answer is one of five outcomes:
 
 - ``ok``: the status the endpoint promises, and a body of the promised shape.
 - ``rate_limited``: a 429 from the **gateway's** per-client limits (nginx's own problem page, which
@@ -11,14 +11,17 @@ Every answer is one of four outcomes:
 - ``upstream``: a 502 or 504 that the aggregator itself answered (a service problem, with
   ``request_id``) on a fan-out endpoint: its contract's honest answer when the work server failed
   or hung (the local simulator injects such failures). Counted apart, not an error.
-- ``unexpected``: everything else: a 5xx from nginx (no instance answered), a service's own 429
-  (an in-flight cap reached: overload), a 4xx, a body of the wrong shape, a page with a missing
-  part, no answer at all.
+- ``refused``: a 503, or a service's 429, **with** ``Retry-After``: the cluster declining work it
+  cannot serve fast now and saying when to come back (a worker's admission control, the
+  in-flight cap, the gateway with no instance to try: docs/reliability.md). Counted apart, not
+  an error: under more load than the cluster can serve, that is its promised answer.
+- ``unexpected``: everything else: a 502 or 504 from nginx (no instance answered), a 5xx without
+  ``Retry-After``, a 4xx, a body of the wrong shape, a page with a missing part, no answer at all.
 
 Locust records each non-ok answer as a failure whose message starts with a tag
-(``[expected: rate-limited]``, ``[expected: upstream]``), so its CSV and HTML reports show them
-beside the real failures, and the verdict is computed from locust's own (distributed-safe)
-error table: see ``summarize``.
+(``[expected: rate-limited]``, ``[expected: upstream]``, ``[expected: refused]``), so its CSV and
+HTML reports show them beside the real failures, and the verdict is computed from locust's own
+(distributed-safe) error table: see ``summarize``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Any
 
 TAG_RATE_LIMITED = "[expected: rate-limited]"
 TAG_UPSTREAM = "[expected: upstream]"
+TAG_REFUSED = "[expected: refused]"
 # nginx's own page when its JSON error page could not be served (seen under many concurrent
 # connections from one client on the public listener).
 NGINX_429_PAGE = b"<title>429 Too Many Requests</title>"
@@ -44,6 +48,7 @@ class Outcome(enum.Enum):
     OK = "ok"
     RATE_LIMITED = "rate_limited"
     UPSTREAM = "upstream"
+    REFUSED = "refused"
     UNEXPECTED = "unexpected"
 
 
@@ -59,6 +64,8 @@ class Verdict:
             return f"{TAG_RATE_LIMITED} {self.reason}"
         if self.outcome is Outcome.UPSTREAM:
             return f"{TAG_UPSTREAM} {self.reason}"
+        if self.outcome is Outcome.REFUSED:
+            return f"{TAG_REFUSED} {self.reason}"
         return self.reason
 
 
@@ -89,9 +96,11 @@ def classify(
     fanout: bool = False,
     check: Check | None = None,
     error: str = "",
+    retry_after: bool = False,
 ) -> Verdict:
     """The outcome of one answer. `status` 0 means no answer (`error` says why); `fanout` marks
-    the aggregator's /api/{all,first,within-timeout,smart}, whose 502/504 are its contract."""
+    the aggregator's /api/{all,first,within-timeout,smart}, whose 502/504 are its contract;
+    `retry_after`: the answer carried a Retry-After header."""
     if status == 0:
         return Verdict(Outcome.UNEXPECTED, f"no answer: {error or 'connection failed'}")
     if status in set(ok):
@@ -107,6 +116,10 @@ def classify(
         return Verdict(
             Outcome.RATE_LIMITED, "429 from the gateway's limits, as nginx's built-in HTML page"
         )
+    if retry_after and (status == 503 or (status == 429 and from_service)):
+        origin = "a service" if from_service else "the gateway"
+        detail = problem.get("detail") if problem is not None else "no problem document"
+        return Verdict(Outcome.REFUSED, f"{status} with Retry-After from {origin}: {detail}")
     if fanout and status in (502, 504) and from_service:
         assert problem is not None
         return Verdict(Outcome.UPSTREAM, f"{status} from the aggregator: {problem.get('detail')}")
@@ -239,6 +252,8 @@ class ErrorRow:
             return Outcome.RATE_LIMITED
         if TAG_UPSTREAM in self.message:
             return Outcome.UPSTREAM
+        if TAG_REFUSED in self.message:
+            return Outcome.REFUSED
         return Outcome.UNEXPECTED
 
 
@@ -247,6 +262,7 @@ class Summary:
     requests: int
     rate_limited: int = 0
     upstream: int = 0
+    refused: int = 0
     unexpected: int = 0
     unexpected_by_message: Counter[str] = field(default_factory=Counter)
 
@@ -254,6 +270,11 @@ class Summary:
     def served(self) -> int:
         """Requests a service got to answer: all but the gateway's 429s."""
         return self.requests - self.rate_limited
+
+    @property
+    def ok(self) -> int:
+        """Answered as promised: the goodput's numerator."""
+        return self.requests - self.rate_limited - self.upstream - self.refused - self.unexpected
 
     @property
     def unexpected_rate(self) -> float:
@@ -291,6 +312,8 @@ def summarize(requests: int, errors: Iterable[ErrorRow]) -> Summary:
             summary.rate_limited += row.occurrences
         elif outcome is Outcome.UPSTREAM:
             summary.upstream += row.occurrences
+        elif outcome is Outcome.REFUSED:
+            summary.refused += row.occurrences
         else:
             summary.unexpected += row.occurrences
             summary.unexpected_by_message[f"{row.method} {row.name}: {row.message}"] += (

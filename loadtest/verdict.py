@@ -86,11 +86,15 @@ def report_of(environment: Environment, task_exceptions: int) -> dict[str, Any]:
         "served": summary.served,
         "rate_limited_429": summary.rate_limited,
         "upstream_502_504": summary.upstream,
+        "refused_503_429": summary.refused,
+        "ok": summary.ok,
         "unexpected": summary.unexpected,
         "unexpected_rate_percent": round(100 * summary.unexpected_rate, 4),
         "unexpected_by_message": dict(summary.unexpected_by_message.most_common()),
         "task_exceptions": task_exceptions,
         "rps": round(stats.total.total_rps, 1),
+        # Answers as promised a second (the refused, limited and failed left out).
+        "goodput_rps": round(stats.total.total_rps * summary.ok / max(1, summary.requests), 1),
         "p50_ms": _percentile(stats.total, 0.5),
         "p99_ms": _percentile(stats.total, 0.99),
         "p99_ms_excluding_fanout": _percentile(non_fanout, 0.99),
@@ -110,7 +114,9 @@ def render(report: dict[str, Any]) -> str:
         f"({report['rps']} req/s), p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms, "
         f"p99 without fan-out {report['p99_ms_excluding_fanout']} ms",
         f"  expected, reported apart: {report['rate_limited_429']} x 429 from the gateway's "
-        f"limits, {report['upstream_502_504']} x 502/504 from the aggregator (work server failed)",
+        f"limits, {report['upstream_502_504']} x 502/504 from the aggregator (work server failed), "
+        f"{report['refused_503_429']} x 503/429 with Retry-After (refused: over capacity)",
+        f"  goodput {report['goodput_rps']} req/s ({report['ok']} answered as promised)",
         f"  unexpected: {report['unexpected']} ({report['unexpected_rate_percent']} %)",
     ]
     lines += [f"    {count} x {what}" for what, count in report["unexpected_by_message"].items()]

@@ -11,6 +11,7 @@ from outcomes import ErrorRow, Outcome
 
 NGINX_429 = (Path(__file__).resolve().parents[2] / "nginx" / "_errors" / "429.json").read_bytes()
 NGINX_502 = (Path(__file__).resolve().parents[2] / "nginx" / "_errors" / "502.json").read_bytes()
+NGINX_503 = (Path(__file__).resolve().parents[2] / "nginx" / "_errors" / "503.json").read_bytes()
 NGINX_HTML_429 = (
     b"<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<body>\r\n"
     b"<center><h1>429 Too Many Requests</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -54,6 +55,21 @@ def test_a_services_own_429_is_overload_not_the_gateway_limit() -> None:
     verdict = outcomes.classify(429, body, fanout=True)
     assert verdict.outcome is Outcome.UNEXPECTED
     assert "in flight" in verdict.message
+
+
+def test_a_503_or_a_services_429_with_retry_after_is_a_refusal_not_an_error() -> None:
+    admission = service_problem(503, "this instance is at its capacity; retry shortly")
+    verdict = outcomes.classify(503, admission, retry_after=True)
+    assert verdict.outcome is Outcome.REFUSED
+    assert verdict.message.startswith(outcomes.TAG_REFUSED)
+    assert "from a service" in verdict.message
+    gateway = NGINX_503
+    assert outcomes.classify(503, gateway, retry_after=True).outcome is Outcome.REFUSED
+    cap = service_problem(429, "the service is at its cap of 2000 requests in flight")
+    assert outcomes.classify(429, cap, retry_after=True).outcome is Outcome.REFUSED
+    # Without saying when to come back, a 503 is a failure; the gateway's 429 stays its limit.
+    assert outcomes.classify(503, admission).outcome is Outcome.UNEXPECTED
+    assert outcomes.classify(429, NGINX_429, retry_after=True).outcome is Outcome.RATE_LIMITED
 
 
 @pytest.mark.parametrize("status", [502, 504])
@@ -154,11 +170,19 @@ def test_summarize_sorts_the_error_table_into_outcomes() -> None:
     summary = outcomes.summarize(1040, ROWS)
     assert (summary.rate_limited, summary.upstream, summary.unexpected) == (40, 3, 3)
     assert summary.served == 1000
+    assert summary.ok == 1040 - 40 - 3 - 3
     assert summary.unexpected_rate == pytest.approx(0.003)
     assert summary.unexpected_by_message == {
         "GET reader: /recommend/{user_id}: HTTP 503: a data store did not answer": 2,
         "GET visitor: /b: ConnectionResetError(104)": 1,
     }
+
+
+def test_refusals_are_counted_apart_and_fail_nothing() -> None:
+    refused = [ErrorRow("GET", "reader: /r", "[expected: refused] 503 with Retry-After", 25)]
+    summary = outcomes.summarize(100, refused)
+    assert (summary.refused, summary.unexpected, summary.ok) == (25, 0, 75)
+    assert summary.verdict(0)[0]
 
 
 def test_the_threshold_is_a_percentage_of_the_served_requests() -> None:
