@@ -46,6 +46,7 @@ from typing import Any
 
 import pacing
 import rounds
+import worker_memory
 from chart import chart
 from endpoints import CEILING, ENDPOINTS, HALF_RATE_P99_TARGET_MS, TARGET_RATIO
 from machine import machine
@@ -206,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     table = rounds.format_table(rows, ceiling)
+    rss = worker_memory.rss_by_service(worker_memory.processes())  # once the load has passed
     report = {
         "started": stamp,
         "machine": {**host, "loadavg_after": list(os.getloadavg())},
@@ -227,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ceiling": ceiling.to_json(),
         "endpoints": [row.to_json() for row in rows],
         "profile": profile_result,
+        "memory": worker_memory.report(rss),
         "failures": failures,
         "table": table,
     }
@@ -244,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for row in (ceiling, *rows):
         busiest_groups = list(row.cpu_cores.items())[:6]
         print(f"  {row.endpoint.name:<20} " + ", ".join(f"{g} {c:.2f}" for g, c in busiest_groups))
+    print(f"\nRSS per worker after the runs (bound {worker_memory.RSS_BOUND_MB:g} MB):")
+    for service, mbs in rss.items():
+        print(f"  {service:<12} " + ", ".join(f"{mb:.0f} MB" for mb in mbs))
     if profile_result is not None:
         print(
             f"\nwhere the {profile_result['service']} worker spends its CPU under "

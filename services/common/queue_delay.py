@@ -22,8 +22,14 @@ the queue stands, requests are refused after waiting only `target`, which a refu
 then drains. Both bounds are the admitted requests' too: nothing that has waited longer than
 `interval` is served, so admitted latency is bounded by `interval` plus the work.
 
-"Nearly empty" because the stamp has nginx's millisecond resolution and its cached clock: a
-`target` of a few milliseconds is the smallest that means something. The gateway's and the
+The defaults, 50 ms and 100 ms, are ten and two times Facebook's 5 and 100 ms: a closed loop of
+64 bench connections keeps 16 requests waiting per worker, and with a target of 5 ms that
+standing queue of a few milliseconds (which is throughput, not overload) was refused in part on
+every endpoint and broke composed pages whose peers refused them. The gateway bounds each
+instance's queue anyway (at most 64 requests in flight to it, nginx `max_conns`); this
+controller is for what that bound cannot see: a worker that stalls or is starved of CPU while it
+holds them, and slow work queued behind fast. A target under a few milliseconds would mean
+nothing: the stamp has nginx's millisecond resolution and its cached clock. The gateway's and the
 worker's clocks must agree (the same host locally and in compose; NTP across a Kubernetes cluster,
 where a skew of more than `target` would refuse everything or nothing, docs/reliability.md).
 """
@@ -58,8 +64,8 @@ class QueueDelay:
     def __init__(
         self,
         *,
-        target_s: float = 0.005,
-        interval_s: float = 0.05,
+        target_s: float = 0.05,
+        interval_s: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not 0 < target_s <= interval_s:

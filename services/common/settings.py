@@ -89,8 +89,8 @@ class ServiceSettings(BaseSettings):
     ADMISSION_FORGET_S: float = Field(2.0, gt=0, le=3_600)
     # How long a request may wait ahead of the worker, from the gateway's X-Request-Start stamp
     # (queue_delay.py): the target once the queue stands, the interval during a burst.
-    ADMISSION_QUEUE_TARGET_MS: float = Field(5.0, gt=0, le=60_000)
-    ADMISSION_QUEUE_INTERVAL_MS: float = Field(50.0, gt=0, le=60_000)
+    ADMISSION_QUEUE_TARGET_MS: float = Field(50.0, gt=0, le=60_000)
+    ADMISSION_QUEUE_INTERVAL_MS: float = Field(100.0, gt=0, le=60_000)
 
     @field_validator("REDIS_SHARDS", mode="before")
     @classmethod

@@ -56,3 +56,7 @@ def test_a_short_bench_measures_every_endpoint_and_writes_its_report(
     assert (tmp_path / report["profile"]["file"]).stat().st_size > 0
     assert report_path.with_suffix(".png").stat().st_size > 0
     assert report["failures"] == []
+    # Every service's workers were found and measured after the runs.
+    rss = report["memory"]["rss_mb_per_worker"]
+    assert set(rss) == {"aggregator", "banner", "counter", "recommender"}, rss
+    assert all(mb > 0 for mbs in rss.values() for mb in mbs), rss

@@ -5,7 +5,7 @@ serving it late.
 The gateway holds at most GATEWAY_INSTANCE_CONNS (64) requests in flight to one instance (nginx
 `max_conns`); with every instance at it, it answers 503 with Retry-After itself. It stamps every
 request it sends on with the time (X-Request-Start); a worker that takes a request up after it
-has waited longer than the burst interval (50 ms) refuses it at once with 503 and Retry-After
+has waited longer than the burst interval (100 ms) refuses it at once with 503 and Retry-After
 (services/common/queue_delay.py). Produced for real: both counter instances' process trees
 SIGSTOPped while requests reach them through the gateway (the kernel still accepts and buffers
 them), then SIGCONTed."""
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.cluster
 # two instances at that bound can hold.
 INSTANCE_CONNS = 64
 BEYOND = 20
-# How long the counter stays stopped once its backlog is waiting: far over the 50 ms interval,
+# How long the counter stays stopped once its backlog is waiting: far over the 100 ms interval,
 # so every buffered request has waited too long when the workers resume. The fault's length,
 # not a wait for a condition.
 STALL_S = 0.3
