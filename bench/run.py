@@ -207,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     table = rounds.format_table(rows, ceiling)
-    rss = worker_memory.rss_by_service(worker_memory.processes())  # once the load has passed
+    # Once the load has passed; this cluster's instances only.
+    rss = worker_memory.rss_by_service(worker_memory.processes(), {i.port for i in topo.instances})
     report = {
         "started": stamp,
         "machine": {**host, "loadavg_after": list(os.getloadavg())},

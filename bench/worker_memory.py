@@ -4,7 +4,8 @@ worker; the masters (which serve nothing) are left out, as is everything not a s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,10 +42,23 @@ def processes() -> Iterator[Process]:
                 continue  # exited meanwhile
 
 
-def rss_by_service(found: Iterable[Process]) -> dict[str, list[float]]:
+def bound_port(argv: Sequence[str]) -> int | None:
+    """The port of gunicorn's `--bind host:port` (the local cluster names it; the image's
+    command does not)."""
+    for flag, value in itertools.pairwise(argv):
+        if flag == "--bind" and ":" in value:
+            port = value.rsplit(":", 1)[1]
+            return int(port) if port.isdigit() else None
+    return None
+
+
+def rss_by_service(
+    found: Iterable[Process], ports: Collection[int] | None = None
+) -> dict[str, list[float]]:
     """Each service's workers' RSS in MB, largest first. A worker is a service's process whose
-    parent is a process of the same service (its gunicorn master)."""
-    found = list(found)
+    parent is a process of the same service (its gunicorn master). `ports`: only the instances
+    bound to them (the cluster measured, not another one on the same machine)."""
+    found = [p for p in found if ports is None or bound_port(p.argv) in ports]
     group = {p.pid: process_group(p.argv) for p in found}
     workers: dict[str, list[float]] = {}
     for p in found:
