@@ -1,4 +1,5 @@
-"""RFC 7240 `Prefer` request headers, read as the RFC says, for every service that honours one.
+"""RFC 7240 `Prefer` headers, read as the RFC says: by a service that honours a preference, and
+by its callers reading `Preference-Applied` in the answer.
 
     Prefer = 1#( token [ BWS "=" BWS ( token / quoted-string ) ] *( OWS ";" [ OWS parameter ] ) )
 
@@ -60,6 +61,7 @@ def preferences(fields: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def wants_representation(fields: Iterable[str]) -> bool:
-    """Whether the request prefers `return=representation`."""
+def says_return_representation(fields: Iterable[str]) -> bool:
+    """Whether these `Prefer` fields (or the answer's `Preference-Applied` ones, the same
+    grammar without parameters) name `return=representation`."""
     return preferences(fields).get("return") == "representation"

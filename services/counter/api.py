@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from services.common.page_id import PageId
-from services.common.prefer import RETURN_REPRESENTATION, wants_representation
+from services.common.prefer import RETURN_REPRESENTATION, says_return_representation
 from services.common.problems import problem_responses
 from services.common.responses import OrjsonResponse
 from services.common.state import StateSlot
@@ -66,7 +66,7 @@ async def record_visit(
 ) -> Response:
     recorded = await counter.count(page_id)
     status = 200 if recorded else 202
-    if prefer and wants_representation(prefer):
+    if prefer and says_return_representation(prefer):
         # Read after recording, in this process: its buffer holds the visit until it is flushed,
         # so the count includes it whichever instance a later GET would have reached.
         return OrjsonResponse(

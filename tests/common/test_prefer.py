@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.prefer import preferences, wants_representation
+from services.common.prefer import preferences, says_return_representation
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ from services.common.prefer import preferences, wants_representation
     ],
 )
 def test_return_representation(fields: list[str], wanted: bool) -> None:
-    assert wants_representation(fields) is wanted
+    assert says_return_representation(fields) is wanted
 
 
 def test_every_preference_is_read_first_one_wins() -> None:

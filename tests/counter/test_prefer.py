@@ -13,7 +13,7 @@ PREFER = {"Prefer": "return=representation"}
 
 
 def _applied(response: httpx.Response) -> bool:
-    return response.headers.get("preference-applied") == "return=representation"
+    return bool(response.headers.get("preference-applied") == "return=representation")
 
 
 async def test_the_representation_counts_this_visit_and_earlier_ones(
