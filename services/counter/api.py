@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
@@ -50,22 +50,19 @@ class DailyVisits(BaseModel):
     responses={
         200: {
             "model": VisitRecorded | Visits,
-            "description": "recorded; with `Prefer: return=representation`, the page's count "
-            "(as GET answers it, this visit included) and `Preference-Applied`",
+            "description": "recorded; with an RFC 7240 `Prefer: return=representation` header, "
+            "the page's count (as GET answers it, this visit included) and `Preference-Applied`",
         },
         202: {"model": VisitRecorded | Visits, "description": "queued: applied once Redis answers"},
     },
 )
 @router.post("/visit/{page_id}", include_in_schema=False)
-async def record_visit(
-    page_id: PageId,
-    counter: Counter,
-    prefer: Annotated[
-        list[str] | None, Header(description="RFC 7240; `return=representation` is honoured")
-    ] = None,
-) -> Response:
+async def record_visit(page_id: PageId, counter: Counter, request: Request) -> Response:
     recorded = await counter.count(page_id)
     status = 200 if recorded else 202
+    # Read from the request, not declared as a parameter: RFC 7240 has a server ignore a
+    # preference it cannot parse, where a declared header would be validated and refused.
+    prefer = request.headers.getlist("prefer")
     if prefer and says_return_representation(prefer):
         # Read after recording, in this process: its buffer holds the visit until it is flushed,
         # so the count includes it whichever instance a later GET would have reached.
