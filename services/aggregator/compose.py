@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.aggregator.upstream import Outcome, Upstream, any_json
+from services.common.prefer import RETURN_REPRESENTATION, says_return_representation
+
+PREFERENCE_APPLIED = "preference-applied"
+SET_COOKIE = "set-cookie"
 
 
 @dataclass(frozen=True)
@@ -63,15 +67,26 @@ async def compose(
 
     async def visits() -> Outcome:
         url = f"{peers.counter_url}/visits/{page_id}"
-        recorded = await peers.counter.call("POST", url, deadline, judge=any_json, headers=headers)
-        if not recorded.ok:
+        recorded = await peers.counter.call(
+            "POST",
+            url,
+            deadline,
+            judge=any_json,
+            headers={**headers, "Prefer": RETURN_REPRESENTATION},
+            keep_headers=(PREFERENCE_APPLIED,),
+        )
+        applied = (value for name, value in recorded.headers if name == PREFERENCE_APPLIED)
+        if not recorded.ok or says_return_representation(applied):
             return recorded
+        # A counter from before `Prefer` answered the POST the old way: read the count apart.
         return await peers.counter.call("GET", url, deadline, judge=any_json, headers=headers)
 
     async def banner() -> Outcome:
         url = f"{peers.banner_url}/api/campaigns/{campaign_id}/banner"
         with_cookie = {**headers, "Cookie": cookie} if cookie else headers
-        return await peers.banner.call("GET", url, deadline, judge=any_json, headers=with_cookie)
+        return await peers.banner.call(
+            "GET", url, deadline, judge=any_json, headers=with_cookie, keep_headers=(SET_COOKIE,)
+        )
 
     async def recommendations() -> Outcome:
         url = f"{peers.recommender_url}/recommend/{user_id}"
@@ -90,6 +105,6 @@ async def compose(
             page.body[part] = outcome.body
         else:
             errors[part] = _why(outcome)
-        page.set_cookies += [value for name, value in outcome.headers if name == "set-cookie"]
+        page.set_cookies += [value for name, value in outcome.headers if name == SET_COOKIE]
     page.body["errors"] = errors
     return page

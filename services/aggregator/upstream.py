@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import aiohttp
 import orjson
+from multidict import CIMultiDictProxy
 
 from services.aggregator.metrics import CALLS, CANCELLED, IN_FLIGHT, LATENCY
 
@@ -69,6 +70,13 @@ def any_json(status: int, raw: bytes) -> Outcome:
     )
 
 
+def _with_headers(
+    outcome: Outcome, received: CIMultiDictProxy[str], names: tuple[str, ...]
+) -> Outcome:
+    kept = tuple((name, value) for name in names for value in received.getall(name, ()))
+    return replace(outcome, headers=kept) if kept else outcome
+
+
 class Upstream:
     def __init__(self, name: str, session: aiohttp.ClientSession) -> None:
         self.name = name
@@ -86,8 +94,12 @@ class Upstream:
         *,
         judge: Any = work_body,
         headers: dict[str, str] | None = None,
+        keep_headers: tuple[str, ...] = (),
     ) -> Outcome:
-        """One call that ends by `deadline` (loop time) at the latest; never raises on failure."""
+        """One call that ends by `deadline` (loop time) at the latest; never raises on failure.
+
+        `keep_headers` (lower case) are the response headers the caller reads, e.g. the banner's
+        Set-Cookie; no other header is copied (the work fan-out needs none)."""
         started = time.perf_counter()
         self._in_flight.inc()
         try:
@@ -95,15 +107,8 @@ class Upstream:
                 async with self.session.request(method, url, headers=headers) as response:
                     raw = await response.read()
                     outcome: Outcome = judge(response.status, raw)
-                    cookies = response.headers.getall("Set-Cookie", [])
-                    if cookies:
-                        # Passed back to the caller (the banner's visitor cookie).
-                        outcome = Outcome(
-                            outcome.kind,
-                            outcome.body,
-                            outcome.status,
-                            tuple(("set-cookie", value) for value in cookies),
-                        )
+                    if keep_headers:
+                        outcome = _with_headers(outcome, response.headers, keep_headers)
         except TimeoutError:
             outcome = Outcome("timeout")
         except (aiohttp.ClientError, OSError):
