@@ -34,8 +34,7 @@ def values(topo: Topology) -> dict[str, str]:
     }
     for spec in description.SERVICES:
         filled[spec.servers_var] = "\n    ".join(
-            f"server 127.0.0.1:{i.port} max_conns={settings.GATEWAY_INSTANCE_CONNS}"
-            " max_fails=3 fail_timeout=5s;"
+            f"server 127.0.0.1:{i.port} max_conns={spec.gateway_conns} max_fails=3 fail_timeout=5s;"
             for i in topo.instances_of(spec.name)
         )
     return filled

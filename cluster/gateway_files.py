@@ -8,7 +8,8 @@ Generated whole (they are boilerplate once the routes are known):
   listener; the public one when GATEWAY_PUBLIC_ADMIN=true) or answered 404 (the public one).
 Generated regions inside hand-written files (cluster/generated_region.py):
 - nginx/gateway/internal.conf: each service's trivial endpoint under /_ping/<service>;
-- nginx/kustomization.yaml: the nginx-api ConfigMap's file list.
+- nginx/kustomization.yaml: the nginx-api ConfigMap's file list;
+- nginx/upstreams.sh: each service's bound on requests in flight to one instance.
 Hand-tuned directives stay hand-written: the timeouts, retries and headers in gateway/http.conf,
 the limits in gateway/*limits.conf.template, the claim route with its own limit_req in
 gateway/claims.conf.template. tests/description/test_generated.py fails when a file is stale.
@@ -16,6 +17,7 @@ gateway/claims.conf.template. tests/description/test_generated.py fails when a f
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from cluster import generated_region
@@ -102,6 +104,16 @@ def pings(services: tuple[Service, ...]) -> str:
     )
 
 
+def instance_conns(services: tuple[Service, ...]) -> str:
+    cases = "".join(f"        {spec.name}) echo {spec.gateway_conns} ;;\n" for spec in services)
+    default = dataclasses.fields(Service)  # a name the description does not know: the default
+    fallback = next(f.default for f in default if f.name == "gateway_conns")
+    return (
+        f"instance_conns_of() {{\n    case $1 in\n{cases}        *) echo {fallback} ;;\n"
+        "    esac\n}\n"
+    )
+
+
 def api_files(services: tuple[Service, ...]) -> str:
     return "".join(f"- api/{spec.name}.conf\n" for spec in sorted(services, key=lambda s: s.name))
 
@@ -118,6 +130,7 @@ def generated() -> dict[str, str]:
     regions = {
         "nginx/gateway/internal.conf": {"pings": pings(services)},
         "nginx/kustomization.yaml": {"nginx-api": api_files(services)},
+        "nginx/upstreams.sh": {"instance-conns": instance_conns(services)},
     }
     files.update({path: generated_region.regenerate(ROOT, path, r) for path, r in regions.items()})
     return files

@@ -52,9 +52,6 @@ class ClusterSettings(BaseSettings):
     # Serve the admin routes on the public listener too (they still need ADMIN_TOKEN).
     GATEWAY_PUBLIC_ADMIN: bool = False
     GATEWAY_CONN: int = Field(10, ge=1)
-    # Requests the gateway has in flight to one instance at most (nginx `max_conns`); beyond,
-    # it answers 503 with Retry-After itself (docs/reliability.md, "Admission control").
-    GATEWAY_INSTANCE_CONNS: int = Field(64, ge=1)
     # Proxies whose X-Forwarded-For names the client (comma-separated CIDRs; none locally).
     TRUSTED_PROXIES: str = ""
     # Users the demo recommender data has (generated once, when the tables are empty).

@@ -22,7 +22,6 @@ prefix=${NGINX_PREFIX:-/tmp/nginx}
 # The admin routes on the public listener too only when asked (render.sh).
 : "${GATEWAY_PUBLIC_ADMIN:=false}"
 : "${GATEWAY_CONN:=10}"
-: "${GATEWAY_INSTANCE_CONNS:=64}"
 : "${TRUSTED_PROXIES:=}"
 : "${UPSTREAM_PORT:=8000}"
 : "${METRICS_LOG:=/var/log/gateway/metrics.log}"

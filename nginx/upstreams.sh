@@ -10,7 +10,7 @@
 # 1.27.3, with a shared zone and a resolver: one configuration serves both images, so the lists
 # are made here, from the resolver every program in the container uses.
 #
-# Expects: $SERVICES (upstreams_in), $UPSTREAM_PORT, $GATEWAY_INSTANCE_CONNS, $UPSTREAM_REFRESH_S, $prefix, $list (the
+# Expects: $SERVICES (upstreams_in), $UPSTREAM_PORT, $UPSTREAM_REFRESH_S, $prefix, $list (the
 # envsubst names, set by render.sh's render_templates),
 # and the variable <SERVICE>_SERVERS of every service in $WATCHED.
 
@@ -34,13 +34,27 @@ upstreams_in() {
     awk '$1 == "upstream" { print $2 }' "$1"
 }
 
+# The gateway's bound on requests in flight to one instance of a service (Service.gateway_conns).
+# BEGIN instance-conns (generated from services/common/description.py by `python -m cluster.generate`)
+instance_conns_of() {
+    case $1 in
+        counter) echo 64 ;;
+        banner) echo 64 ;;
+        recommender) echo 64 ;;
+        aggregator) echo 512 ;;
+        *) echo 64 ;;
+    esac
+}
+# END instance-conns
+
 servers_var() {
     echo "$(echo "$1" | tr 'a-z' 'A-Z')_SERVERS"
 }
 
 # Sets <SERVICE>_SERVERS for every watched service from a fresh resolution.
-# - Addresses: `server IP:PORT max_conns=$GATEWAY_INSTANCE_CONNS max_fails=3 fail_timeout=5s;`
-#   each (the local cluster's bound on requests in flight to one instance, and its passive health).
+# - Addresses: `server IP:PORT max_conns=N max_fails=3 fail_timeout=5s;` each (the service's
+#   bound on requests in flight to one instance, instance_conns_of, and the local cluster's
+#   passive health).
 # - None, and none before either (not started yet: compose's order, a replica set at 0): one
 #   server marked down, so nginx starts and answers that route with its JSON 502 until the name
 #   resolves. The other routes are served meanwhile.
@@ -55,7 +69,7 @@ resolve_upstreams() {
         if [ -n "$addresses" ]; then
             servers=$(for address in $addresses; do
                 printf 'server %s:%s max_conns=%s max_fails=3 fail_timeout=5s; ' \
-                    "$address" "$UPSTREAM_PORT" "$GATEWAY_INSTANCE_CONNS"
+                    "$address" "$UPSTREAM_PORT" "$(instance_conns_of "$service")"
             done)
             eval "${var}_KEPT="
         else

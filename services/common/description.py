@@ -55,6 +55,11 @@ class Service:
     secrets: tuple[str, ...] = ()
     # Services it calls over HTTP (the aggregator's page): their URLs are passed as <PEER>_URL.
     peers: tuple[str, ...] = ()
+    # Requests the gateway holds in flight to one instance at most (nginx `max_conns`); with every
+    # instance at it, the gateway answers 503 with Retry-After itself (docs/reliability.md,
+    # "Admission control"). 64: two workers' worth of the adaptive limit's working range, above
+    # the 32 per instance that `make bench`'s 64 connections put on each of two.
+    gateway_conns: int = 64
 
     @property
     def env_prefix(self) -> str:
@@ -126,6 +131,9 @@ SERVICES: tuple[Service, ...] = (
         mysql=False,
         resources=_MEDIUM,
         peers=("banner", "counter", "recommender"),
+        # Its requests wait on its upstreams, not on its CPU: one instance holds 200-220 in
+        # flight at 450 r/s against the default simulator (docs/performance.md, "Capacity").
+        gateway_conns=512,
     ),
 )
 

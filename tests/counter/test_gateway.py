@@ -41,17 +41,23 @@ async def test_post_contract_and_alias(cluster: RunningCluster, page_on: PageOn)
 async def test_20000_concurrent_posts_are_counted_exactly(
     cluster: RunningCluster, page_on: PageOn
 ) -> None:
+    """200 at once, more than the gateway holds in flight to the counter's two instances (64
+    each): the rest are refused with 503 (admission control), and every POST answered 200 is
+    counted, exactly once, and no refused one is."""
     page = page_on(cluster.topo.shard_names[1])
     result = await hammer("POST", [f"{cluster.internal}/visits/{page}"] * 20_000, concurrency=200)
-    assert result.ok == 20_000, (result.statuses, result.errors)
+    assert set(result.statuses) <= {200, 503}, (result.statuses, result.errors)
+    assert not result.errors, result.errors
+    counted = result.ok
+    assert counted >= 1_000, result.statuses  # refusals are fast: a closed loop meets many
     # Flushed by both instances (before any GET, so no answer is cached from before the flush).
     owner = cluster.redis(cluster.topo.shard_names[1])
-    in_redis = await _wait_for(20_000, lambda: int(owner.get(f"visits:{page}") or 0))
-    assert in_redis == 20_000
+    in_redis = await _wait_for(counted, lambda: int(owner.get(f"visits:{page}") or 0))
+    assert in_redis == counted
     async with httpx.AsyncClient(base_url=cluster.gateway) as client:
         answers = [(await client.get(f"/visits/{page}")).json() for _ in range(4)]
-    assert {a["visits"] for a in answers} == {20_000}
-    assert await _wait_for(20_000, lambda: ledger_total(cluster, page)) == 20_000
+    assert {a["visits"] for a in answers} == {counted}
+    assert await _wait_for(counted, lambda: ledger_total(cluster, page)) == counted
 
 
 async def test_daily_ledger_endpoint(cluster: RunningCluster, page_on: PageOn) -> None:

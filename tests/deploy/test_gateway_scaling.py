@@ -337,7 +337,6 @@ def _resolve_rounds(
             "ANSWERS": str(tmp_path / "answers"),
             "WATCHED": "counter banner",
             "UPSTREAM_PORT": "8000",
-            "GATEWAY_INSTANCE_CONNS": "64",
             **(env or {}),
         },
         capture_output=True,

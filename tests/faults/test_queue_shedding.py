@@ -2,13 +2,13 @@
 flight per instance, and the service sheds the backlog it finds when it resumes instead of
 serving it late.
 
-The gateway holds at most GATEWAY_INSTANCE_CONNS (64) requests in flight to one instance (nginx
-`max_conns`); with every instance at it, it answers 503 with Retry-After itself. It stamps every
-request it sends on with the time (X-Request-Start); a worker that takes a request up after it
-has waited longer than the burst interval (100 ms) refuses it at once with 503 and Retry-After
-(services/common/queue_delay.py). Produced for real: both counter instances' process trees
-SIGSTOPped while requests reach them through the gateway (the kernel still accepts and buffers
-them), then SIGCONTed."""
+The gateway holds at most the service's `gateway_conns` (64 for the counter) requests in flight
+to one instance (nginx `max_conns`); with every instance at it, it answers 503 with Retry-After
+itself. It stamps every request it sends on with the time (X-Request-Start); a worker that takes
+a request up after it has waited longer than the burst interval (100 ms) refuses it at once with
+503 and Retry-After (services/common/queue_delay.py). Produced for real: both counter instances'
+process trees SIGSTOPped while requests reach them through the gateway (the kernel still accepts
+and buffers them), then SIGCONTed."""
 
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.common import description
 from tests.support.cluster import RunningCluster
 from tests.support.faults import programs_stalled
 from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.cluster
 
-# The test cluster's default bound per instance (cluster/topology.py), and requests beyond what
-# two instances at that bound can hold.
-INSTANCE_CONNS = 64
+# The counter's bound per instance, and requests beyond what its instances at that bound hold.
+INSTANCE_CONNS = description.service("counter").gateway_conns
 BEYOND = 20
 # How long the counter stays stopped once its backlog is waiting: far over the 100 ms interval,
 # so every buffered request has waited too long when the workers resume. The fault's length,
