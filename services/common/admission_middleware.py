@@ -91,13 +91,18 @@ class AdmissionMiddleware:
             self.refused_concurrency.inc()
             await _refuse(scope, receive, send)
             return
-        self.inflight.inc()
         try:
             await self.app(scope, receive, send)
         finally:
-            self.inflight.dec()
-            if self.controller.release(started):
+            closed = self.controller.release(started)
+            # The gauges when a window closes (every 0.1 s under load) or the worker falls idle,
+            # not per request: in multiprocess mode each update is a write to a shared file, and
+            # two per request cost ~3 % of a fast one; a scrape every few seconds sees the same,
+            # and an idle worker still shows 0 in flight.
+            if closed:
                 self.limit.set(self.controller.limit)
+            if closed or self.controller.inflight == 0:
+                self.inflight.set(self.controller.inflight)
 
     def _queue_admits(self, scope: Scope) -> bool:
         assert self.queue is not None
