@@ -3,7 +3,11 @@
 It goes to the gateway's internal listener (the same routes as the public one, without the
 per-client limits, which would otherwise answer most of one client's load with 429). Each actor is
 a loop bounded by the run's stop event and by a request budget. Every answer is tallied by
-endpoint and kind ("200", "503", ..., "no answer"), with its latency; what the invariants need is
+endpoint and kind ("200", "503", ..., "refused", "no answer"), with its latency; "refused" is
+admission control's 503 (a worker's, or the gateway's with no instance to try: told by the
+problem's detail), which says the cluster is over capacity, not that a feature failed, and is
+documented for every endpoint (docs/reliability.md, "Admission control"). What the invariants
+need is
 kept on the side: the visits acknowledged per page, the code each visitor was given, the events
 acknowledged per idempotency key.
 
@@ -26,7 +30,14 @@ import aiohttp
 import orjson
 from multidict import CIMultiDictProxy
 
+from cluster.gateway_files import ROOT
 from services.banner.visitors import COOKIE
+from services.common.admission_middleware import REFUSAL_DETAIL
+
+# Admission control's refusals: a worker's, and the gateway's page when no instance can be tried.
+REFUSALS = frozenset(
+    {REFUSAL_DETAIL, orjson.loads((ROOT / "nginx" / "_errors" / "503.json").read_bytes())["detail"]}
+)
 
 # What a client may see besides 2xx/4xx, per endpoint, and why: docs/reliability.md has the
 # same table. Anything else (a 500 above all) breaks the run.
@@ -127,13 +138,20 @@ class Traffic:
         except (aiohttp.ClientError, TimeoutError):
             self.tally.note(endpoint, "no answer", time.perf_counter() - started)
             return None, None, None
-        self.tally.note(endpoint, str(status), time.perf_counter() - started)
+        seconds = time.perf_counter() - started
         body: Any = None
         if raw[:1] in (b"{", b"["):
             try:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 body = None
+        refused = (
+            status == 503
+            and "Retry-After" in headers
+            and isinstance(body, dict)
+            and body.get("detail") in REFUSALS
+        )
+        self.tally.note(endpoint, "refused" if refused else str(status), seconds)
         return status, body, headers
 
     def _spent(self, stop: asyncio.Event) -> bool:

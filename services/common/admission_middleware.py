@@ -113,8 +113,11 @@ class AdmissionMiddleware:
         return True  # not stamped (not through the gateway): nothing to judge by
 
 
+# The refusal's problem detail: how a client (the chaos run's traffic) tells it from a 503 that
+# is an endpoint's own answer.
+REFUSAL_DETAIL = "this instance is at its capacity; retry shortly"
+
+
 async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
-    response = problem(
-        503, "this instance is at its capacity; retry shortly", headers={"Retry-After": "1"}
-    )
+    response = problem(503, REFUSAL_DETAIL, headers={"Retry-After": "1"})
     await response(scope, receive, send)
