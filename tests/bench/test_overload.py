@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.bench.conftest import run_script
 from tests.support.cluster import RunningCluster
 
-OVERLOAD = Path(__file__).resolve().parents[2] / "bench" / "overload.py"
 # Far above what admission control lets an admitted request wait (100 ms ahead of the worker,
 # at most 64 in flight per instance), far below the seconds the same run took before it
 # (docs/reliability.md: p99 2.5 to 5.7 s): a bound, not a speed target.
@@ -25,22 +23,13 @@ ADMITTED_P99_BOUND_MS = 1000
 def test_twice_the_capacity_is_served_in_bounded_time_or_refused_explicitly(
     cluster: RunningCluster, tmp_path: Path
 ) -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(OVERLOAD),
-            *("--url", cluster.internal, "--out", str(tmp_path)),
-            *("--endpoint", "recommend cached", "--factor", "2"),
-            *("--capacity-seconds", "3", "--calibration", "1", "--seconds", "5"),
-        ],
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+    output = run_script(
+        "overload.py",
+        cluster,
+        *("--out", str(tmp_path)),
+        *("--endpoint", "recommend cached", "--factor", "2"),
+        *("--capacity-seconds", "3", "--calibration", "1", "--seconds", "5"),
     )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
     (report_path,) = tmp_path.glob("overload-*.json")
     run = json.loads(report_path.read_text())["overload"]
     assert run["offered_factor"] > 1.2, output  # it was an overload

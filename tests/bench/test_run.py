@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.bench.conftest import run_script
 from tests.support.cluster import RunningCluster
-
-RUN = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
@@ -22,23 +19,14 @@ def test_a_short_bench_measures_every_endpoint_and_writes_its_report(
 ) -> None:
     # The test cluster's simulator is the slow, flaky default: the fan-out endpoints on it are
     # refused (exit 2), so they are left out here.
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(RUN),
-            *("--url", cluster.internal, "--out", str(tmp_path)),
-            *("--rounds", "1", "--duration", "1", "--warmup", "0", "--no-half-rate"),
-            *("--skip", "/api/first,/api/smart"),
-            *("--profile", "visit GET", "--profile-duration", "1"),
-        ],
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+    run_script(
+        "run.py",
+        cluster,
+        *("--out", str(tmp_path)),
+        *("--rounds", "1", "--duration", "1", "--warmup", "0", "--no-half-rate"),
+        *("--skip", "/api/first,/api/smart"),
+        *("--profile", "visit GET", "--profile-duration", "1"),
     )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
     (report_path,) = tmp_path.glob("*Z.json")
     report = json.loads(report_path.read_text())
     names = [row["name"] for row in report["endpoints"]]
