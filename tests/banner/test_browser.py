@@ -132,6 +132,18 @@ async def test_the_campaign_page_in_a_real_browser(cluster: RunningCluster) -> N
     print(f"screenshot of {url} (banner {shown[-1]}): {path}")
 
 
+async def test_the_browser_reports_an_error_page(cluster: RunningCluster) -> None:
+    """The problem list can fail the test above: an unknown campaign's page is a 404."""
+    url = f"{cluster.gateway}/campaigns/987654"
+    async with headless_chromium.launch() as tab:
+        await tab.open(url)
+        document = strict_html.parse(await tab.document_source())
+        problems = [p for p in tab.problems if BROWSERS_OWN not in p]
+    assert f"HTTP 404: {url}" in problems, problems
+    assert document.title == "Not found"
+    assert document.images == []
+
+
 @pytest.mark.parametrize(
     ("page", "error"),
     [

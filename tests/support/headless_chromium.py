@@ -4,8 +4,9 @@ Why cdp-use: it is a typed (TypedDict per command and event, py.typed) asyncio c
 protocol itself, kept current with Chromium's protocol by browser-use, and adds one small
 package to the lock (its httpx, websockets and typing-extensions are pinned already). Selenium
 would need chromedriver beside the browser and speaks WebDriver, which shows the console and
-network events this module reports only through its CDP bridge or BiDi; Playwright needs a browser build of its own, which this
-machine cannot download; pycdp/python-cdp have had no release since 2023.
+network events this module reports only through its CDP bridge or BiDi; Playwright needs a
+browser build of its own, which this machine cannot download; pycdp/python-cdp have had no
+release since 2023.
 
 The browser gets a fresh profile in a temporary directory, listens on a port of its choosing
 (`--remote-debugging-port=0`, read back from the profile's DevToolsActivePort) and always dies
@@ -32,7 +33,11 @@ from cdp_use.client import CDPClient
 
 if TYPE_CHECKING:
     from cdp_use.cdp.log.events import EntryAddedEvent
-    from cdp_use.cdp.network.events import LoadingFailedEvent, ResponseReceivedEvent
+    from cdp_use.cdp.network.events import (
+        LoadingFailedEvent,
+        RequestWillBeSentEvent,
+        ResponseReceivedEvent,
+    )
     from cdp_use.cdp.page.events import LoadEventFiredEvent
     from cdp_use.cdp.runtime.events import ConsoleAPICalledEvent, ExceptionThrownEvent
 
@@ -74,6 +79,7 @@ class Tab:
     problems: list[str] = field(default_factory=list)
     _loaded: asyncio.Event = field(default_factory=asyncio.Event)
     _document_request: str | None = None
+    _urls: dict[str, str] = field(default_factory=dict)  # request id -> URL, for failures
 
     async def open(self, url: str) -> None:
         """Navigates and returns once the page's load event fired (images included)."""
@@ -139,6 +145,9 @@ class Tab:
         def loaded(event: LoadEventFiredEvent, session: str | None) -> None:
             self._loaded.set()
 
+        def sent(event: RequestWillBeSentEvent, session: str | None) -> None:
+            self._urls[event["requestId"]] = event["request"]["url"]
+
         def response(event: ResponseReceivedEvent, session: str | None) -> None:
             if event["type"] == "Document":
                 self._document_request = event["requestId"]
@@ -147,7 +156,8 @@ class Tab:
                 self.problems.append(f"HTTP {status}: {event['response']['url']}")
 
         def failed(event: LoadingFailedEvent, session: str | None) -> None:
-            self.problems.append(f"request failed: {event['errorText']} ({event['type']})")
+            url = self._urls.get(event["requestId"], "?")
+            self.problems.append(f"request failed: {event['errorText']} ({event['type']}): {url}")
 
         def console(event: ConsoleAPICalledEvent, session: str | None) -> None:
             if event["type"] in ("error", "assert"):
@@ -165,6 +175,7 @@ class Tab:
                 self.problems.append(f"log ({entry['source']}): {entry['text']}{where}")
 
         register.Page.loadEventFired(loaded)
+        register.Network.requestWillBeSent(sent)
         register.Network.responseReceived(response)
         register.Network.loadingFailed(failed)
         register.Runtime.consoleAPICalled(console)
