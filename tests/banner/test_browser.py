@@ -39,7 +39,7 @@ BROWSERS_OWN = "/favicon.ico"
 
 
 def alt_text(banner: int) -> str:
-    """The page's alt text for a banner, as the page contract states it (services/banner/api.py),
+    """The page's alt text for a banner, as its contract states it (docs/banner.md, Serving),
     written out here so that a change to the page is a deliberate change to this test."""
     return f"banner {banner}"
 
