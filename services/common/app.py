@@ -21,7 +21,7 @@ from fastapi import APIRouter, FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from services.common import migrations, mysql
+from services.common import migrations, mysql, tracing
 from services.common.admission import AdaptiveLimit
 from services.common.admission_middleware import AdmissionMiddleware
 from services.common.health import Check, health_router, watch_dependencies
@@ -147,7 +147,9 @@ def create_app(
     lifespan: ServiceLifespan | None = None,
     needs_mysql: bool = False,
 ) -> FastAPI:
-    configure_logging(service, settings.LOG_LEVEL)
+    # Per worker: gunicorn builds the app after the fork (tracing.py).
+    tracer_provider = tracing.setup(service)
+    configure_logging(service, settings.LOG_LEVEL, traced=tracer_provider is not None)
     kit = Kit(service=service, settings=settings)
     if settings.REDIS_SHARDS:
         # Clients connect lazily, so they can be built before the event loop runs.
@@ -187,6 +189,8 @@ def create_app(
                 )
             )
             log.info("started", extra={"shards": list(settings.REDIS_SHARDS)})
+            if tracer_provider is not None:
+                stack.callback(tracing.shutdown)
             yield
             app.state.draining = True
             log.info("stopping")
@@ -244,4 +248,7 @@ def create_app(
             exempt=ADMISSION_EXEMPT,
         )
     app.add_middleware(RequestContextMiddleware, access_log_enabled=settings.ACCESS_LOG)
+    if tracer_provider is not None:
+        # Around the whole stack, this one included: every log line of a request has its span.
+        tracing.instrument_app(app, tracer_provider)
     return app
