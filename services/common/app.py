@@ -179,15 +179,12 @@ def create_app(
                 stack.push_async_callback(close_pool)
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app, kit))
-            await stack.enter_async_context(
-                background(
-                    watch_dependencies(
-                        kit.dependencies,
-                        settings.READY_TIMEOUT_S,
-                        settings.DEPENDENCY_CHECK_INTERVAL_S,
-                    )
-                )
+            watch = watch_dependencies(
+                kit.dependencies, settings.READY_TIMEOUT_S, settings.DEPENDENCY_CHECK_INTERVAL_S
             )
+            if tracer_provider is not None:
+                watch = tracing.untraced(watch)
+            await stack.enter_async_context(background(watch))
             log.info("started", extra={"shards": list(settings.REDIS_SHARDS)})
             if tracer_provider is not None:
                 stack.callback(tracing.shutdown)

@@ -27,23 +27,20 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import aiomysql
-from fastapi import FastAPI
 from opentelemetry import trace
-from opentelemetry.sdk.resources import (
-    SERVICE_INSTANCE_ID,
-    SERVICE_NAME,
-    OTELResourceDetector,
-    Resource,
-)
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import SpanKind
+
+if TYPE_CHECKING:
+    # Imported where tracing is switched on, not here: off, a worker loads none of it.
+    import aiohttp
+    from fastapi import FastAPI
+    from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +84,8 @@ def _one_line(span: ReadableSpan) -> str:
 
 
 def _exporter(name: str) -> SpanExporter:
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
     if name == "console":
         # One JSON object a line on stdout, beside the service's JSON log lines (the SDK's
         # default indents each span over forty lines).
@@ -109,6 +108,15 @@ def setup(service: str, environ: Mapping[str, str] = os.environ) -> TracerProvid
     names = exporter_names(environ)
     if not names:
         return None
+    from opentelemetry.sdk.resources import (
+        SERVICE_INSTANCE_ID,
+        SERVICE_NAME,
+        OTELResourceDetector,
+        Resource,
+    )
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
     defaults = Resource.create(
         {SERVICE_NAME: service, SERVICE_INSTANCE_ID: f"{socket.gethostname()}:{os.getpid()}"}
     )
@@ -203,6 +211,15 @@ def _operation(query: str) -> str:
 
 def _tracer() -> trace.Tracer:
     return trace.get_tracer("services.common.mysql", tracer_provider=_provider)
+
+
+async def untraced(job: Coroutine[Any, Any, None]) -> None:
+    """Runs `job` with instrumentation suppressed: the dependency watch's pings (every few
+    seconds, in every worker) would be traces of their own that tell nothing."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        await job
 
 
 def shutdown() -> None:

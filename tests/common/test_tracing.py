@@ -210,3 +210,30 @@ def test_an_app_traced_in_process_continues_the_callers_trace() -> None:
         assert line["trace_id"] == trace_id
         assert line["span_id"] == span_id
         assert line["service"] == "tracetest"
+
+
+def test_off_a_worker_loads_no_tracing_code() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        from services.aggregator.app import build_app
+        from services.aggregator.settings import AggregatorSettings
+        build_app(AggregatorSettings(ADMIN_TOKEN="x" * 32))
+        # (FastAPI itself loads the SDK's metrics and resources: not the kit's doing.)
+        loaded = sorted(m for m in sys.modules if m.startswith(("opentelemetry.sdk.trace",
+            "opentelemetry.instrumentation", "opentelemetry.exporter")))
+        print(loaded)
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    child = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert child.stdout.strip().splitlines()[-1] == "[]"
