@@ -166,6 +166,10 @@ def create_app(
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            if tracer_provider is not None:
+                # The last thing on the way out, after the service's own shutdown (the counter's
+                # final flush has spans too).
+                stack.callback(tracing.shutdown)
             if kit.redis is not None:
                 stack.push_async_callback(kit.redis.close)
             if settings.MYSQL_DSN is not None:
@@ -186,8 +190,6 @@ def create_app(
                 watch = tracing.untraced(watch)
             await stack.enter_async_context(background(watch))
             log.info("started", extra={"shards": list(settings.REDIS_SHARDS)})
-            if tracer_provider is not None:
-                stack.callback(tracing.shutdown)
             yield
             app.state.draining = True
             log.info("stopping")

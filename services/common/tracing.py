@@ -223,6 +223,8 @@ async def untraced(job: Coroutine[Any, Any, None]) -> None:
 
 
 def shutdown() -> None:
-    """Export what is buffered (the worker is stopping)."""
+    """Export what is buffered (the worker is stopping), for at most 2 s: well inside gunicorn's
+    graceful timeout, and a collector that is down costs no longer. (The SDK's own exit hook
+    shuts the provider down after that.)"""
     if _provider is not None:
-        _provider.force_flush(timeout_millis=5000)
+        _provider.force_flush(timeout_millis=2000)
