@@ -53,7 +53,10 @@ _provider: TracerProvider | None = None
 
 
 def exporter_names(environ: Mapping[str, str] = os.environ) -> list[str]:
-    """The exporters `OTEL_TRACES_EXPORTER` asks for; empty when tracing is off."""
+    """The exporters `OTEL_TRACES_EXPORTER` asks for; empty when tracing is off (also when
+    `OTEL_SDK_DISABLED=true`, the specification's switch for the whole SDK)."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return []
     raw = environ.get(EXPORTER_ENV, "").strip()
     if raw.lower() in ("", "none"):
         return []

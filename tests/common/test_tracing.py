@@ -52,6 +52,8 @@ TOKEN = "tracing-test-token-0123456789abcdef"
             ["otlp_proto_http"],
         ),
         ({"OTEL_TRACES_EXPORTER": "otlp_proto_http"}, ["otlp_proto_http"]),
+        ({"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "true"}, []),
+        ({"OTEL_TRACES_EXPORTER": "console", "OTEL_SDK_DISABLED": "false"}, ["console"]),
     ],
 )
 def test_the_exporter_variable_decides(environ: dict[str, str], names: list[str]) -> None:
