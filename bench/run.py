@@ -24,6 +24,10 @@ one. Start the cluster for benchmarks with:
 
 (or skip them: --skip /api/first,/api/smart).
 
+--tracing adds, after those runs, the same rounds with tracing on at 100 % sampling (the cluster
+restarted with OTEL_* set, spans exported over OTLP http/protobuf to a receiver this script runs,
+then restarted as it was): each endpoint off and on, tracing_phase.py.
+
 The parts, one job each, beside this file: endpoints.py (what is measured, the targets),
 probes.py (is the cluster fit, what the paths are filled with), wrk_runner.py with wrk.lua and
 wrk_report.lua (one wrk run), wrk_output.py (its answer), refusals.py (which of its >= 400
@@ -46,6 +50,7 @@ from typing import Any
 
 import pacing
 import rounds
+import tracing_phase
 import worker_memory
 from chart import chart
 from endpoints import CEILING, ENDPOINTS, HALF_RATE_P99_TARGET_MS, TARGET_RATIO
@@ -97,6 +102,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="endpoint to profile with py-spy; 'auto' (the furthest below its target) or 'none'",
     )
     p.add_argument("--profile-duration", type=float, default=10, help="seconds of sampling")
+    p.add_argument(
+        "--tracing",
+        action="store_true",
+        help="then the same rounds with tracing on at 100 %% sampling (restarts the cluster)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
 
@@ -114,9 +124,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     args.out.mkdir(parents=True, exist_ok=True)
     host = machine()
+    fanout = any(e.name in ("/api/first", "/api/smart") for e in endpoints)
+    # The rows are "tracing off" only if the cluster's services were started without it.
+    traced_already = tracing_phase.cluster_tracing(topo)
+    if traced_already and args.tracing:
+        log(
+            f"the running cluster traces already (OTEL_TRACES_EXPORTER={traced_already}): "
+            "start it without OTEL_* for the off rows (`make down; make up`)"
+        )
+        return 2
     try:
         ctx = prepare(args.url.rstrip("/"))
-        if any(e.name in ("/api/first", "/api/smart") for e in endpoints):
+        if fanout:
             check_fast_worksim(args.worksim_url)
     except NotFit as exc:
         log(str(exc))
@@ -150,13 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return result
 
     paced = Load(args.threads, args.half_rate_connections)
-    try:
+
+    def measure_rounds(ceiling: Row, rows: list[Row], label: str) -> None:
         if args.warmup > 0:
-            with step("warm-up"):
+            with step(f"{label}warm-up"):
                 for endpoint in (CEILING, *endpoints):
                     run_wrk(ctx, endpoint, load, args.warmup)
         for number in range(1, args.rounds + 1):
-            with step(f"round {number}"):
+            with step(f"{label}round {number}"):
                 first = measure(ceiling, args.duration)
                 results = [(row, measure(row, args.duration)) for row in rows]
                 last = measure(ceiling, args.duration)
@@ -165,14 +185,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     row.runs.append(result)
                     row.ratios.append(rounds.round_ratio(result, (first, last)))
                 log(
-                    f"round {number}: ceiling {first.goodput_rps:.0f} / {last.goodput_rps:.0f} "
-                    "req/s; "
+                    f"{label}round {number}: ceiling {first.goodput_rps:.0f} / "
+                    f"{last.goodput_rps:.0f} req/s; "
                     + ", ".join(
                         f"{r.endpoint.name} {res.goodput_rps:.0f}"
                         + (f" ({res.refused} refused)" if res.refused else "")
                         for r, res in results
                     )
                 )
+
+    traced_ceiling = Row(CEILING)
+    traced_rows = [Row(e) for e in endpoints]
+    received: dict[str, int] = {}
+    try:
+        measure_rounds(ceiling, rows, "")
         if not args.no_half_rate:
             seconds = args.half_rate_duration or args.duration
             with step("half-rate runs"):
@@ -202,6 +228,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 profile_result = profile(
                     ctx, topo, target.endpoint, load, args.profile_duration, out
                 )
+        if args.tracing:
+            with tracing_phase.OtlpSink() as sink:
+                try:
+                    tracing_phase.restart_cluster(
+                        tracing_phase.traced_env(sink.endpoint), traced=True
+                    )
+                    ctx = prepare(args.url.rstrip("/"))
+                    if fanout:
+                        check_fast_worksim(args.worksim_url)
+                    measure_rounds(traced_ceiling, traced_rows, "tracing on: ")
+                    received = sink.snapshot()
+                finally:
+                    tracing_phase.restart_cluster({}, traced=False)
+            log(f"tracing on: the receiver got {received}")
+            if not received.get("spans"):
+                failures.append("tracing on: no span reached the OTLP receiver")
     except NotFit as exc:
         log(str(exc))
         return 2
@@ -222,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ceiling": CEILING.path,
             "campaign": ctx.campaign,
             "worksim_checked_fast": any(e.group == "fanout" for e in endpoints),
+            "cluster_tracing": traced_already,
         },
         "targets": {
             "ratio": dict(TARGET_RATIO),
@@ -234,6 +277,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "failures": failures,
         "table": table,
     }
+    tracing_table = None
+    if args.tracing:
+        pairs = list(zip([ceiling, *rows], [traced_ceiling, *traced_rows], strict=True))
+        tracing_table = tracing_phase.format_table(pairs)
+        report["tracing"] = {
+            "sampler": tracing_phase.SAMPLER,
+            "exporter": "otlp http/protobuf to a receiver on 127.0.0.1 (bench/tracing_phase.py)",
+            "received": received,
+            "ceiling": traced_ceiling.to_json(),
+            "endpoints": [row.to_json() for row in traced_rows],
+            "table": tracing_table,
+        }
     json_path = args.out / f"{stamp}.json"
     json_path.write_text(json.dumps(report, indent=2) + "\n")
     png_path = args.out / f"{stamp}.png"
@@ -244,6 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     chart(rows, ceiling, title, png_path)
     print(table)
+    if tracing_table is not None:
+        print(f"\ntracing off (above) and on at 100 % sampling, {received.get('spans', 0)} spans:")
+        print(tracing_table)
     print(f"\nCPU cores used during the runs (median; the machine has {host['cores']}):")
     for row in (ceiling, *rows):
         busiest_groups = list(row.cpu_cores.items())[:6]

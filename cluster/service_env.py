@@ -8,8 +8,10 @@ import os
 from cluster.topology import Instance, Topology
 from services.common import description
 
-# Variables passed through from the caller's environment to every service.
+# Variables passed through from the caller's environment to every service: two names, and the
+# OpenTelemetry SDK's own (`OTEL_TRACES_EXPORTER=console make up`: docs/tracing.md).
 _PASSTHROUGH = ("LOG_LEVEL", "ENVIRONMENT")
+_PASSTHROUGH_PREFIXES = ("OTEL_",)
 
 
 def service_env(topo: Topology, instance: Instance, mysql_dsn: str) -> dict[str, str]:
@@ -17,7 +19,7 @@ def service_env(topo: Topology, instance: Instance, mysql_dsn: str) -> dict[str,
     env = {
         key: value
         for key, value in os.environ.items()
-        if key.startswith(spec.env_prefix) or key in _PASSTHROUGH
+        if key.startswith((spec.env_prefix, *_PASSTHROUGH_PREFIXES)) or key in _PASSTHROUGH
     }
     if spec.redis:
         env["REDIS_SHARDS"] = topo.redis_shards

@@ -21,6 +21,7 @@ import orjson
 from multidict import CIMultiDictProxy
 
 from services.aggregator.metrics import CALLS, CANCELLED, IN_FLIGHT, LATENCY
+from services.common import tracing
 
 OutcomeKind = Literal["success", "http_error", "invalid_body", "timeout", "connect_error"]
 
@@ -131,4 +132,7 @@ def new_session(pool_size: int) -> aiohttp.ClientSession:
         timeout=aiohttp.ClientTimeout(total=None),
         cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=("User-Agent",),
+        # Tracing on: a CLIENT span per call, and its `traceparent` sent with it (the page's
+        # parts join the page's trace). Off: none.
+        trace_configs=tracing.client_trace_configs(),
     )

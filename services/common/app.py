@@ -21,7 +21,7 @@ from fastapi import APIRouter, FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from services.common import migrations, mysql
+from services.common import migrations, mysql, tracing
 from services.common.admission import AdaptiveLimit
 from services.common.admission_middleware import AdmissionMiddleware
 from services.common.health import Check, health_router, watch_dependencies
@@ -147,7 +147,9 @@ def create_app(
     lifespan: ServiceLifespan | None = None,
     needs_mysql: bool = False,
 ) -> FastAPI:
-    configure_logging(service, settings.LOG_LEVEL)
+    # Per worker: gunicorn builds the app after the fork (tracing.py).
+    tracer_provider = tracing.setup(service)
+    configure_logging(service, settings.LOG_LEVEL, traced=tracer_provider is not None)
     kit = Kit(service=service, settings=settings)
     if settings.REDIS_SHARDS:
         # Clients connect lazily, so they can be built before the event loop runs.
@@ -164,6 +166,10 @@ def create_app(
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            if tracer_provider is not None:
+                # The last thing on the way out, after the service's own shutdown (the counter's
+                # final flush has spans too).
+                stack.callback(tracing.shutdown)
             if kit.redis is not None:
                 stack.push_async_callback(kit.redis.close)
             if settings.MYSQL_DSN is not None:
@@ -177,15 +183,12 @@ def create_app(
                 stack.push_async_callback(close_pool)
             if lifespan is not None:
                 await stack.enter_async_context(lifespan(app, kit))
-            await stack.enter_async_context(
-                background(
-                    watch_dependencies(
-                        kit.dependencies,
-                        settings.READY_TIMEOUT_S,
-                        settings.DEPENDENCY_CHECK_INTERVAL_S,
-                    )
-                )
+            watch = watch_dependencies(
+                kit.dependencies, settings.READY_TIMEOUT_S, settings.DEPENDENCY_CHECK_INTERVAL_S
             )
+            if tracer_provider is not None:
+                watch = tracing.untraced(watch)
+            await stack.enter_async_context(background(watch))
             log.info("started", extra={"shards": list(settings.REDIS_SHARDS)})
             yield
             app.state.draining = True
@@ -244,4 +247,7 @@ def create_app(
             exempt=ADMISSION_EXEMPT,
         )
     app.add_middleware(RequestContextMiddleware, access_log_enabled=settings.ACCESS_LOG)
+    if tracer_provider is not None:
+        # Around the whole stack, this one included: every log line of a request has its span.
+        tracing.instrument_app(app, tracer_provider)
     return app

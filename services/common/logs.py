@@ -1,4 +1,6 @@
-"""JSON logs on stdout, one object per line, each carrying the service name and the request id."""
+"""JSON logs on stdout, one object per line, each carrying the service name and the request id,
+and, written while a span is current (tracing on: services/common/tracing.py), its `trace_id`
+and `span_id` in hex (null otherwise)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import logging
 import sys
 from contextvars import ContextVar
 
+from opentelemetry import trace
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 # Set by the request-id middleware for the duration of a request; tasks spawned inside a request
@@ -21,20 +24,38 @@ class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
         record.request_id = request_id_var.get()
+        record.trace_id = None
+        record.span_id = None
         return True
 
 
-def configure_logging(service: str, level: str = "INFO") -> None:
+class TraceContextFilter(logging.Filter):
+    """Adds the current span's ids (W3C hex: 32 and 16 digits); installed only when tracing is
+    on. A span that is not sampled still has valid ids, so its lines still tie to the gateway's
+    access line and to a trace whose other services sampled it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = format(context.trace_id, "032x")
+            record.span_id = format(context.span_id, "016x")
+        return True
+
+
+def configure_logging(service: str, level: str = "INFO", *, traced: bool = False) -> None:
     """Route every logger (ours, uvicorn's, gunicorn's) through one JSON handler on stdout."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         OrjsonFormatter(
-            "%(levelname)s %(name)s %(message)s %(service)s %(request_id)s",
+            "%(levelname)s %(name)s %(message)s %(service)s %(request_id)s"
+            " %(trace_id)s %(span_id)s",
             rename_fields={"levelname": "level", "name": "logger"},
             timestamp="time",
         )
     )
     handler.addFilter(_ContextFilter(service))
+    if traced:
+        handler.addFilter(TraceContextFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -9,6 +9,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import aiomysql
 import pymysql
 
+from services.common import tracing
+
 
 @dataclass(frozen=True)
 class MysqlTarget:
@@ -61,6 +63,9 @@ def connect_blocking(dsn: str, *, timeout_s: float = 2.0) -> pymysql.Connection:
 
 async def create_pool(dsn: str, *, size: int, connect_timeout_s: float = 2.0) -> aiomysql.Pool:
     target = MysqlTarget.from_dsn(dsn)
+    # Traced, every statement is a span (services/common/tracing.py); off, aiomysql's own cursor.
+    traced = tracing.mysql_cursor_class()
+    extra = {"cursorclass": traced} if traced is not None else {}
     return await aiomysql.create_pool(
         host=target.host,
         port=target.port,
@@ -75,6 +80,7 @@ async def create_pool(dsn: str, *, size: int, connect_timeout_s: float = 2.0) ->
         # A server restart leaves dead sockets in the pool; recycling bounds how long they linger.
         pool_recycle=300,
         charset="utf8mb4",
+        **extra,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from services.common import tracing
 from services.common.description import CONTAINER_PORT, names
 from services.common.settings import parse_shards
 from tests.support.settings_env import RUNTIME_ENV, env_names, required_env
@@ -75,8 +76,9 @@ def test_every_compose_service_has_a_healthcheck_or_is_a_job_or_a_sidecar() -> N
     for name, spec in SERVICES_OF_COMPOSE.items():
         job = spec.get("restart") == "no" or "profiles" in spec
         sidecar = str(spec.get("network_mode", "")).startswith("service:")
-        exporter = name.endswith("-exporter")
-        assert "healthcheck" in spec or job or sidecar or exporter, name
+        # Single static binaries, no shell or HTTP client to run a check with.
+        bare = name.endswith("-exporter") or name == "otel-collector"
+        assert "healthcheck" in spec or job or sidecar or bare, name
         assert "resources" in spec.get("deploy", {}) or job, name
 
 
@@ -211,3 +213,32 @@ def test_nothing_holding_a_secret_starts_before_the_secrets_check() -> None:
         }
     # The services come after mysql (migrate waits for it), so after the check too.
     assert "mysql" in SERVICES_OF_COMPOSE["migrate"]["depends_on"]
+
+
+def _defaults(value: str) -> str:
+    """A value as compose fills it when the variable is unset: `${NAME:-default}` -> default."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+@pytest.mark.parametrize("service", QUARTET)
+def test_every_service_sends_its_spans_to_the_collector(service: str) -> None:
+    env = {name: _defaults(value) for name, value in _env(service).items()}
+    assert tracing.exporter_names(env) == ["otlp_proto_http"]
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector:4318"
+    assert env["OTEL_TRACES_SAMPLER"] == "traceidratio"
+    assert 0 < float(env["OTEL_TRACES_SAMPLER_ARG"]) <= 1
+    collector = SERVICES_OF_COMPOSE["otel-collector"]
+    assert set(collector["networks"]) & set(SERVICES_OF_COMPOSE[service]["networks"])
+
+
+def test_the_collector_runs_the_repositorys_config_unpublished() -> None:
+    collector = SERVICES_OF_COMPOSE["otel-collector"]
+    assert collector["image"].startswith("otel/opentelemetry-collector:")
+    assert "ports" not in collector  # the services reach it on the backend network only
+    assert collector["networks"] == ["backend"]
+    (arg,) = (a for a in collector["command"] if a.startswith("--config="))
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1)[::-1] for v in collector["volumes"])
+    source = mounts[arg.removeprefix("--config=")]
+    assert (ROOT / source).resolve() == ROOT / "otel-collector" / "collector.yaml"
+    assert collector["read_only"] is True
+    assert collector["cap_drop"] == ["ALL"]

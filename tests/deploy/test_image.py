@@ -221,6 +221,29 @@ def test_every_service_imports_on_a_read_only_root(image: str, service: str) -> 
     assert ran.returncode == 0, ran.stderr
 
 
+def test_tracing_switches_on_inside_the_image(image: str) -> None:
+    # The SDK, the OTLP exporter (found by its entry point) and the instrumentations are runtime
+    # dependencies; off they are never imported, so only switching tracing on shows they are there.
+    script = (
+        "from services.aggregator.app import build_app\n"
+        "from services.aggregator.settings import AggregatorSettings\n"
+        "from services.common import tracing\n"
+        "build_app(AggregatorSettings(ADMIN_TOKEN='x' * 32))\n"
+        "assert tracing._provider is not None and tracing.client_trace_configs()\n"
+        "print(tracing.exporter_names())\n"
+    )
+    options = [*HARDENED, "--network", "none", "--entrypoint", "python"]
+    options += [
+        "-e",
+        "OTEL_TRACES_EXPORTER=otlp",
+        "-e",
+        "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9",
+    ]
+    ran = docker.run_once(image, "-c", script, options=options)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip().splitlines()[-1] == "['otlp_proto_http']"
+
+
 def test_the_image_healthcheck_fails_when_nothing_serves(image: str) -> None:
     healthcheck = docker.inspect("image", image)["Config"]["Healthcheck"]
     assert healthcheck["Test"] == ["CMD", "python", "-m", "services.common.probe", "/healthz"]

@@ -20,6 +20,7 @@ import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
 
+from services.common import tracing
 from services.common.description import names
 from services.common.settings import parse_shards
 from tests.support.settings_env import RUNTIME_ENV, SETTINGS, env_names, required_env
@@ -477,6 +478,12 @@ def _allowed(docs: tuple[Doc, ...], source: str, target: str, port: int) -> bool
         ("grafana", "prometheus", 9090, True),
         ("gateway", "prometheus", 9090, False),
         ("anyone", "grafana", 3000, False),
+        ("counter", "otel-collector", 4318, True),
+        ("banner", "otel-collector", 4318, True),
+        ("recommender", "otel-collector", 4318, True),
+        ("aggregator", "otel-collector", 4318, True),
+        ("gateway", "otel-collector", 4318, False),
+        ("anyone", "otel-collector", 4318, False),
     ],
 )
 def test_who_may_connect_to_whom(source: str, target: str, port: int, allowed: bool) -> None:
@@ -503,6 +510,7 @@ def _files(directory: Path) -> dict[str, str]:
         ("grafana-datasources", "grafana/provisioning/datasources", set()),
         ("grafana-dashboard-providers", "grafana/provisioning/dashboards", set()),
         ("mariadb-initdb", "mariadb/initdb", set()),
+        ("otel-collector-config", "otel-collector", {"kustomization.yaml"}),
     ],
 )
 def test_every_config_file_is_shipped(configmap: str, directory: str, skip: set[str]) -> None:
@@ -700,3 +708,37 @@ def test_the_static_scrape_targets_are_the_rendered_services() -> None:
         name, port = address.split(":")
         ports = [p["port"] for p in _one(docs, "Service", name)["spec"]["ports"]]
         assert int(port) in ports, address
+
+
+# --- tracing (docs/tracing.md) -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", VARIANTS)
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_sends_its_spans_to_the_collector(path: str, service: str) -> None:
+    docs = _build(path)
+    env = _resolve_env(docs, _main(docs, service))
+    assert tracing.exporter_names(env) == ["otlp_proto_http"]
+    collector = _one(docs, "Service", "otel-collector")
+    (port,) = (p["port"] for p in collector["spec"]["ports"] if p["name"] == "otlp-http")
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://otel-collector:{port}"
+    assert env["OTEL_TRACES_SAMPLER"] in {"traceidratio", "parentbased_always_on"}
+    if env["OTEL_TRACES_SAMPLER"] == "traceidratio":
+        assert 0 < float(env["OTEL_TRACES_SAMPLER_ARG"]) <= 1
+    assert _allowed(docs, service, "otel-collector", port)
+
+
+def test_the_collector_runs_the_repositorys_config() -> None:
+    docs = _build("k8s")
+    pod = _pod(_one(docs, "Deployment", "otel-collector"))
+    (container,) = pod["containers"]
+    assert container["image"].startswith("otel/opentelemetry-collector:")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (arg,) = (a for a in container["args"] if a.startswith("--config="))
+    path = Path(arg.removeprefix("--config="))
+    (mount,) = (m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent))
+    configmap = volumes[mount["name"]]["configMap"]["name"].rsplit("-", 1)[0]
+    assert configmap == "otel-collector-config"
+    assert path.name in _generated(docs, configmap)["data"]
+    ports = {p["containerPort"] for p in container["ports"]}
+    assert 4318 in ports

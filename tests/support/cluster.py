@@ -105,8 +105,13 @@ def free_offset() -> int:
 
 def cluster_env(state_dir: Path, port_offset: int, **settings: str) -> dict[str, str]:
     """The environment of `python -m cluster` for a private cluster: its own state directory and
-    ports, a private MariaDB and a generated token whatever the caller's environment says."""
-    env = {k: v for k, v in os.environ.items() if k not in {"MYSQL_DSN", "ADMIN_TOKEN"}}
+    ports, a private MariaDB and a generated token whatever the caller's environment says, and
+    tracing only when a test asks for it (the caller's OTEL_* variables are not passed on)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"MYSQL_DSN", "ADMIN_TOKEN"} and not k.startswith("OTEL_")
+    }
     env.update(QUARTET_STATE_DIR=str(state_dir), QUARTET_PORT_OFFSET=str(port_offset), **settings)
     return env
 

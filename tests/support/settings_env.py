@@ -15,9 +15,30 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "recommender": RecommenderSettings,
     "aggregator": AggregatorSettings,
 }
-# Read by the image's runtime (gunicorn_conf.py, the probe, Python), not by the settings classes.
-RUNTIME_ENV = frozenset(
-    {"QUARTET_SERVICE", "PORT", "WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR", "PYTHONUNBUFFERED"}
+# The OpenTelemetry SDK's own variables the deployments set (services/common/tracing.py reads
+# them through the SDK, not through the settings classes).
+OTEL_ENV = frozenset(
+    {
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+    }
+)
+# Read by the image's runtime (gunicorn_conf.py, the probe, Python, the OpenTelemetry SDK), not by
+# the settings classes.
+RUNTIME_ENV = (
+    frozenset(
+        {
+            "QUARTET_SERVICE",
+            "PORT",
+            "WEB_CONCURRENCY",
+            "PROMETHEUS_MULTIPROC_DIR",
+            "PYTHONUNBUFFERED",
+        }
+    )
+    | OTEL_ENV
 )
 
 
