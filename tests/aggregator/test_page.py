@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -108,3 +109,50 @@ async def test_fanout_through_the_gateway(cluster: RunningCluster) -> None:
     if smart.status_code == 200:
         assert isinstance(smart.json()["time"], int)
     assert bad.status_code == 422
+
+
+def _gateway_lines(cluster: RunningCluster, request_id: str, want: int) -> list[dict[str, object]]:
+    """The gateway's access lines that carry one request id (nginx flushes its log every second:
+    a bounded wait)."""
+    log = cluster.topo.state / "logs" / "nginx.log"
+    deadline = time.monotonic() + 5
+    while True:
+        lines = []
+        for raw in log.read_text(errors="replace").splitlines():
+            if request_id in raw and raw.startswith("{"):
+                line = json.loads(raw)
+                if line.get("request_id") == request_id:
+                    lines.append(line)
+        if len(lines) >= want or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.2)
+
+
+async def test_a_pages_parts_go_by_the_pages_request_id(cluster: RunningCluster) -> None:
+    """The aggregator forwards its request id; the internal listener keeps it, so the gateway's
+    log (and each peer's) names the page and its three parts by one id."""
+    async with httpx.AsyncClient(base_url=cluster.gateway) as client:
+        # A client's own id is never taken on the public listener.
+        page = await client.get(PAGE, headers={"X-Request-ID": "f" * 32})
+    assert page.status_code == 200
+    assert page.json()["errors"] == {}
+    request_id = page.headers["x-request-id"]
+    assert len(request_id) == 32
+    assert request_id != "f" * 32
+    lines = _gateway_lines(cluster, request_id, want=4)
+    by_listener = sorted((str(line["listener"]), str(line["uri"]).split("?")[0]) for line in lines)
+    assert [listener for listener, _ in by_listener] == ["internal"] * 3 + ["public"], by_listener
+    assert any(uri.startswith("/api/page/") for _, uri in by_listener)
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"), [("0123456789abcdef" * 2, True), ("not-an-id", False), ("A" * 32, False)]
+)
+async def test_the_internal_listener_keeps_a_callers_request_id_of_its_form(
+    cluster: RunningCluster, sent: str, kept: bool
+) -> None:
+    async with httpx.AsyncClient(base_url=cluster.internal) as client:
+        answer = await client.get("/_ping/counter", headers={"X-Request-ID": sent})
+    echoed = answer.headers["x-request-id"]
+    assert (echoed == sent) is kept
+    assert len(echoed) == 32
