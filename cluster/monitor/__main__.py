@@ -1,10 +1,12 @@
 """`python -m cluster.monitor` (`make monitor`): the cluster at a glance, read from Prometheus.
 
-    python -m cluster.monitor [--prometheus URL] [--interval 2] [--once]
+    python -m cluster.monitor [--prometheus URL] [--interval 2] [--once [--at TIME]]
 
 The live view redraws in place every interval until `q` or Ctrl-C; `--once` prints one frame
-and exits, for scripts. The default Prometheus is the local cluster's (port 9090 shifted by
-QUARTET_PORT_OFFSET); `--prometheus` reaches a compose or Kubernetes one (a port-forward).
+and exits, for scripts; with `--at` (unix seconds or ISO 8601, UTC unless it says otherwise) the
+frame of a past instant, as Prometheus remembers it. The default Prometheus is the local
+cluster's (port 9090 shifted by QUARTET_PORT_OFFSET); `--prometheus` reaches a compose or
+Kubernetes one (a port-forward).
 Exit codes: 0, or 2 when `--once` finds Prometheus not answering or answering nonsense (one line
 on stderr says which); the live view keeps retrying instead.
 """
@@ -12,6 +14,7 @@ on stderr says which); the live view keeps retrying instead.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import math
 import sys
 import time
@@ -37,6 +40,19 @@ def _url(text: str) -> str:
     return text if "://" in text else f"http://{text}"
 
 
+def _instant(text: str) -> float:
+    try:
+        at = float(text)
+    except ValueError:
+        try:
+            when = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not unix seconds nor ISO 8601: {text!r}") from None
+        at = (when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp()
+    # Whole seconds, as the header prints it (see _now).
+    return float(math.floor(at))
+
+
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m cluster.monitor", description=__doc__.splitlines()[0]
@@ -49,9 +65,14 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between frames (2)")
     parser.add_argument("--once", action="store_true", help="print one frame and exit")
+    parser.add_argument(
+        "--at", type=_instant, default=None, help="with --once: the frame of a past instant"
+    )
     args = parser.parse_args(argv)
     if not args.interval > 0:
         parser.error("--interval must be positive")
+    if args.at is not None and not args.once:
+        parser.error("--at needs --once (the live view shows the present)")
     args.prometheus = args.prometheus or local_prometheus()
     return args
 
@@ -61,9 +82,9 @@ def _now() -> float:
     return float(math.floor(time.time()))
 
 
-def once(prometheus: Prometheus, console: Console) -> int:
+def once(prometheus: Prometheus, console: Console, at: float | None = None) -> int:
     try:
-        snapshot = take(prometheus, _now())
+        snapshot = take(prometheus, _now() if at is None else at)
     except Unreachable as exc:
         print(f"{exc} (is the cluster up? `make up`, or --prometheus URL)", file=sys.stderr)
         return UNREACHABLE_EXIT
@@ -94,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     prometheus = Prometheus(args.prometheus)
     try:
         if args.once:
-            return once(prometheus, Console())
+            return once(prometheus, Console(), args.at)
         return live(prometheus, Console(), args.interval)
     except KeyboardInterrupt:
         return 0

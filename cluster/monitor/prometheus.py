@@ -85,9 +85,12 @@ def _number(text: str) -> float | None:
 class Prometheus:
     """A client of one server; `at` pins every query of a frame to the same instant."""
 
-    def __init__(self, url: str, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(
+        self, url: str, timeout_s: float = TIMEOUT_S, transport: httpx.BaseTransport | None = None
+    ) -> None:
         self.url = url.rstrip("/")
-        self._client = httpx.Client(base_url=self.url, timeout=timeout_s)
+        # `transport`: a test's stand-in server (httpx.MockTransport).
+        self._client = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport)
 
     def close(self) -> None:
         self._client.close()
