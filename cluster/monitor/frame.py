@@ -16,8 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cluster.monitor import units
-from cluster.monitor.prometheus import Alert
-from cluster.monitor.snapshot import CACHE_LEVELS, Snapshot
+from cluster.monitor.snapshot import CACHE_LEVELS, Alert, Snapshot
 
 # Enough to show the pools closest to running out; the rest are counted in the caption.
 GIFT_POOLS_SHOWN = 8
@@ -159,7 +158,7 @@ def alerts(snapshot: Snapshot) -> Table:
     table = _table("alerts", "alert", "state", "severity", "where", "since", numbers=False)
     # Firing first, then pending (an alert inside its `for:`: what may fire next).
     for alert in [*snapshot.firing, *snapshot.pending]:
-        since = alert.active_at[11:19] if len(alert.active_at) >= 19 else alert.active_at
+        since = units.NONE if alert.active_at is None else stamp(alert.active_at)[11:19]
         table.add_row(
             alert.name,
             alert.state,

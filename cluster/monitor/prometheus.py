@@ -1,4 +1,7 @@
-"""Prometheus's HTTP API, the two calls the monitor needs: an instant query and the alerts.
+"""Prometheus's HTTP API, the one call the monitor needs: an instant query at a given time.
+
+Alerts too are read as series (`ALERTS`, snapshot.py), not from /api/v1/alerts, which only knows
+the present: so a frame, `--at` in the past included, is one instant throughout.
 
 PrometheusError     anything that keeps a frame from being drawn; str() is the one line to show
   Unreachable       no HTTP answer at all (refused, timed out, bad URL): the server is down
@@ -40,15 +43,6 @@ class Sample:
         return self.labels.get(name, "")
 
 
-@dataclass(frozen=True)
-class Alert:
-    name: str
-    state: str  # "firing" or "pending"
-    labels: dict[str, str]
-    summary: str
-    active_at: str
-
-
 def parse_vector(url: str, query: str, body: Any) -> list[Sample]:
     """The samples of an instant query's answer (`resultType` vector, or a scalar)."""
     if not isinstance(body, dict) or body.get("status") != "success":
@@ -60,21 +54,6 @@ def parse_vector(url: str, query: str, body: Any) -> list[Sample]:
     if data["resultType"] != "vector":
         raise BadAnswer(f"Prometheus at {url} answered a {data['resultType']} to {query!r}")
     return [Sample(dict(item["metric"]), _number(item["value"][1])) for item in data["result"]]
-
-
-def parse_alerts(url: str, body: Any) -> list[Alert]:
-    if not isinstance(body, dict) or body.get("status") != "success":
-        raise BadAnswer(f"Prometheus at {url} did not list its alerts: {body}")
-    return [
-        Alert(
-            name=item["labels"].get("alertname", "?"),
-            state=item["state"],
-            labels=dict(item["labels"]),
-            summary=item.get("annotations", {}).get("summary", ""),
-            active_at=item.get("activeAt", ""),
-        )
-        for item in body["data"]["alerts"]
-    ]
 
 
 def _number(text: str) -> float | None:
@@ -98,9 +77,6 @@ class Prometheus:
     def query(self, query: str, at: float) -> list[Sample]:
         body = self._get("/api/v1/query", {"query": query, "time": f"{at:.3f}"})
         return parse_vector(self.url, query, body)
-
-    def alerts(self) -> list[Alert]:
-        return parse_alerts(self.url, self._get("/api/v1/alerts", {}))
 
     def _get(self, path: str, params: dict[str, str]) -> Any:
         try:

@@ -25,7 +25,8 @@ WINDOW = "5m"  # the recording rules' window
 @dataclass(frozen=True)
 class Query:
     expr: str
-    # "recording", "alert:<AlertName>", "dashboard:<file stem>", or "monitor" (asked only here)
+    # "recording", "alert:<AlertName>", "dashboard:<file stem>", "prometheus" (its own series),
+    # or "monitor" (asked only here)
     source: str
     # the piece of `expr` written in that alert or dashboard (the whole expression by default)
     piece: str = ""
@@ -90,5 +91,10 @@ SHARD_MEMORY_LIMIT = Query("redis_memory_max_bytes", "alert:RedisShardNearlyFull
 SHARD_MEMORY_RATIO = Query(
     "redis_memory_used_bytes / (redis_memory_max_bytes > 0)", "alert:RedisShardNearlyFull"
 )
+
+# The alerts at the frame's instant: one series per active alert (alertstate firing or pending),
+# and the time each became active, which Prometheus keeps to restore `for:` after a restart.
+ALERTS = Query("ALERTS", "prometheus")
+ALERTS_SINCE = Query("ALERTS_FOR_STATE", "prometheus")
 
 ALL = {name: value for name, value in globals().items() if isinstance(value, Query)}

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cluster.monitor import queries
-from cluster.monitor.prometheus import Alert, Prometheus, Sample
+from cluster.monitor.prometheus import Prometheus, Sample
 from cluster.monitor.queries import Query
 from services.common.description import names
 
@@ -20,6 +20,14 @@ from services.common.description import names
 CACHE_LEVELS = ("HIT-L1", "HIT-L2", "MISS")
 # Always firing by design (prometheus/rules/alerts.yml): its absence, not its presence, is news.
 WATCHDOG = "Watchdog"
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    state: str  # "firing" or "pending" (inside its `for:`)
+    labels: dict[str, str]  # the alert's own: severity, job, instance, shard ...
+    active_at: float | None  # unix time
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,25 @@ def _one(samples: list[Sample]) -> float | None:
     return samples[0].value if samples else None
 
 
-def collect(ask: Ask, alerts: Callable[[], list[Alert]], url: str, at: float) -> Snapshot:
+def alerts(active: list[Sample], since: list[Sample]) -> list[Alert]:
+    """The alerts of `ALERTS` samples, with when each became active from `ALERTS_FOR_STATE`."""
+
+    def own(labels: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in labels.items() if k not in {"__name__", "alertstate"}}
+
+    became_active = {frozenset(own(s.labels).items()): s.value for s in since}
+    return [
+        Alert(
+            name=s.label("alertname"),
+            state=s.label("alertstate"),
+            labels=own(s.labels),
+            active_at=became_active.get(frozenset(own(s.labels).items())),
+        )
+        for s in active
+    ]
+
+
+def collect(ask: Ask, url: str, at: float) -> Snapshot:
     """Asks every query (through `ask`, so a test can answer from a table) and builds the rows."""
     up = by(ask(queries.INSTANCES_UP), "job")
     expected = by(ask(queries.INSTANCES_EXPECTED), "job")
@@ -196,10 +222,10 @@ def collect(ask: Ask, alerts: Callable[[], list[Alert]], url: str, at: float) ->
             c: v for c, v in by(ask(queries.GIFT_CODES), "campaign").items() if v is not None
         },
         shards=shards,
-        alerts=alerts(),
+        alerts=alerts(ask(queries.ALERTS), ask(queries.ALERTS_SINCE)),
     )
 
 
 def take(prometheus: Prometheus, at: float) -> Snapshot:
     """A snapshot from a live server; PrometheusError when it does not answer."""
-    return collect(lambda q: prometheus.query(q.expr, at), prometheus.alerts, prometheus.url, at)
+    return collect(lambda q: prometheus.query(q.expr, at), prometheus.url, at)
