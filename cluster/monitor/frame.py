@@ -78,8 +78,8 @@ def gateway(snapshot: Snapshot) -> Table:
         table.add_row(
             row.name,
             units.rate(row.responses),
-            units.rate(row.limited_rate),
-            units.share(row.limited),
+            units.rate(row.limited),
+            units.share(row.limited_share),
             units.rate(row.server_errors),
             units.share(row.server_error_share),
             style="red" if _alarmed(snapshot, row.name) else None,
@@ -149,9 +149,9 @@ def shards(snapshot: Snapshot) -> Table:
 
 
 def _where(alert: Alert) -> str:
-    return " ".join(
-        f"{label}={alert.labels[label]}" for label in _ROW_LABELS if label in alert.labels
-    )
+    # Every label but the name and severity (shown beside it): job, instance, upstream, ...
+    where = {k: v for k, v in alert.labels.items() if k not in {"alertname", "severity"}}
+    return " ".join(f"{k}={v}" for k, v in sorted(where.items()))
 
 
 def alerts(snapshot: Snapshot) -> Table:

@@ -53,15 +53,20 @@ P50 = Query("job:http_request_duration_seconds:p50_5m", "recording")
 P95 = Query("job:http_request_duration_seconds:p95_5m", "recording")
 P99 = Query("job:http_request_duration_seconds:p99_5m", "recording")
 
+# All five from one evaluation of the recording rules, so the gateway's row adds up.
 GATEWAY_RESPONSES = Query("listener:gateway_http_responses:rate5m", "recording")
+_NO_RESPONSE_YET = " or listener:gateway_http_responses:rate5m * 0"
+GATEWAY_LIMITED = Query(
+    "listener:gateway_http_responses_429:rate5m" + _NO_RESPONSE_YET, "recording"
+)
 GATEWAY_LIMITED_RATIO = Query(
-    "listener:gateway_http_responses_429:ratio_rate5m"
-    " or listener:gateway_http_responses:rate5m * 0",
-    "recording",
+    "listener:gateway_http_responses_429:ratio_rate5m" + _NO_RESPONSE_YET, "recording"
 )
 GATEWAY_SERVER_ERRORS = Query(
-    f'sum by (listener) (rate(gateway_http_responses_total{{status=~"5.."}}[{WINDOW}]))',
-    "dashboard:gateway",
+    "listener:gateway_http_responses_5xx:rate5m" + _NO_RESPONSE_YET, "recording"
+)
+GATEWAY_SERVER_ERROR_RATIO = Query(
+    "listener:gateway_http_responses_5xx:ratio_rate5m" + _NO_RESPONSE_YET, "recording"
 )
 
 CACHE_ANSWERS = Query(

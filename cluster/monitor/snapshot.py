@@ -46,20 +46,10 @@ class ServiceRow:
 class ListenerRow:
     name: str
     responses: float | None  # per second
-    limited: float | None  # share of 429
+    limited: float | None  # 429 per second
+    limited_share: float | None
     server_errors: float | None  # 5xx per second
-
-    @property
-    def limited_rate(self) -> float | None:
-        if self.limited is None or self.responses is None:
-            return None
-        return self.limited * self.responses
-
-    @property
-    def server_error_share(self) -> float | None:
-        if self.server_errors is None or not self.responses:
-            return None
-        return self.server_errors / self.responses
+    server_error_share: float | None
 
 
 @dataclass(frozen=True)
@@ -168,11 +158,19 @@ def collect(ask: Ask, url: str, at: float) -> Snapshot:
     ]
 
     responses = by(ask(queries.GATEWAY_RESPONSES), "listener")
-    limited = by(ask(queries.GATEWAY_LIMITED_RATIO), "listener")
+    limited = by(ask(queries.GATEWAY_LIMITED), "listener")
+    limited_share = by(ask(queries.GATEWAY_LIMITED_RATIO), "listener")
     server_errors = by(ask(queries.GATEWAY_SERVER_ERRORS), "listener")
+    server_error_share = by(ask(queries.GATEWAY_SERVER_ERROR_RATIO), "listener")
     listeners = [
-        # No 5xx series for a listener that answered is no 5xx so far: 0, like the 429 ratio.
-        ListenerRow(name, rate, limited.get(name), server_errors.get(name, 0.0))
+        ListenerRow(
+            name,
+            rate,
+            limited.get(name),
+            limited_share.get(name),
+            server_errors.get(name),
+            server_error_share.get(name),
+        )
         for name, rate in sorted(responses.items())
     ]
 

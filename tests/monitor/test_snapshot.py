@@ -37,11 +37,19 @@ def _healthy() -> dict[Query, Series]:
         queries.P95: [({"job": j}, 5 * v / 1000) for j, v in per_job.items()],
         queries.P99: [({"job": j}, math.nan) for j in per_job],  # no requests in its window
         queries.GATEWAY_RESPONSES: [({"listener": "public"}, 40.0), ({"listener": "internal"}, 2)],
+        queries.GATEWAY_LIMITED: [({"listener": "public"}, 10.0), ({"listener": "internal"}, 0)],
         queries.GATEWAY_LIMITED_RATIO: [
             ({"listener": "public"}, 0.25),
             ({"listener": "internal"}, 0),
         ],
-        queries.GATEWAY_SERVER_ERRORS: [({"listener": "public"}, 1.0)],
+        queries.GATEWAY_SERVER_ERRORS: [
+            ({"listener": "public"}, 1.0),
+            ({"listener": "internal"}, 0),
+        ],
+        queries.GATEWAY_SERVER_ERROR_RATIO: [
+            ({"listener": "public"}, 0.025),
+            ({"listener": "internal"}, 0),
+        ],
         queries.CACHE_ANSWERS: [({"result": "HIT-L1"}, 6.0), ({"result": "MISS"}, 2.0)],
         queries.PENDING_VISITS: [({}, 12)],
         queries.FLUSH_LAG: [({"target": t}, 0.0) for t in (*shards, "mysql")],
@@ -116,8 +124,7 @@ def test_the_frame_shows_each_answer() -> None:
     )
     assert (public["resp/s"], public["429/s"], public["429"]) == ("40.0", "10.0", "25.0 %")
     assert (public["5xx/s"], public["5xx"]) == ("1.00", "2.5 %")
-    # No 5xx series for the internal listener is no 5xx yet.
-    assert (internal["5xx/s"], internal["5xx"]) == ("0", "0 %")
+    assert (internal["429/s"], internal["5xx/s"], internal["5xx"]) == ("0", "0", "0 %")
     (cache,) = frame_text.table(text, "recommender")
     assert (cache["L1"], cache["L2"], cache["miss"], cache["per s"]) == (
         "75.0 %",

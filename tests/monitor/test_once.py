@@ -1,0 +1,59 @@
+"""`--once` against the test cluster after traffic: exit 0, every service, every number what
+Prometheus answers at the frame's instant; and one clear line, not a traceback, when Prometheus
+does not answer."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+from services.common.description import names
+from tests.monitor import expected, frame_text
+from tests.support.cluster import RunningCluster
+
+
+def _monitor(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cluster.monitor", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_once_prints_a_frame_that_matches_prometheus(watched_cluster: RunningCluster) -> None:
+    # A few seconds back, so every scrape and rule evaluation up to it has landed: the frame and
+    # this test's own queries then read the same samples.
+    at = expected.settled_instant()
+    url = expected.prometheus_url(watched_cluster)
+    result = _monitor("--once", "--prometheus", url, "--at", f"{at:.0f}")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    text = result.stdout
+    assert frame_text.instant(text) == at
+    services = frame_text.table(text, "services")
+    assert [row["service"] for row in services] == list(names())
+    assert all(frame_text.span(row["req/s"]) for row in services), text  # traffic: numbers
+    assert expected.mismatches(text, watched_cluster) == [], text
+    gifts = {row["campaign"]: row["codes"] for row in frame_text.table(text, "gift codes left")}
+    assert gifts.get(expected.GIFT_CAMPAIGN, str(expected.GIFT_CODES)) == str(expected.GIFT_CODES)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # closed again: nothing listens there
+
+
+def test_once_without_prometheus_says_so_in_one_line() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    result = _monitor("--once", "--prometheus", url)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"Prometheus at {url} is not answering: "), lines[0]
+    assert "Traceback" not in result.stderr
