@@ -4,7 +4,6 @@ does not answer."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
@@ -41,15 +40,8 @@ def test_once_prints_a_frame_that_matches_prometheus(watched_cluster: RunningClu
     assert gifts.get(expected.GIFT_CAMPAIGN, str(expected.GIFT_CODES)) == str(expected.GIFT_CODES)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port  # closed again: nothing listens there
-
-
-def test_once_without_prometheus_says_so_in_one_line() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+def test_once_without_prometheus_says_so_in_one_line(no_prometheus: str) -> None:
+    url = no_prometheus
     result = _monitor("--once", "--prometheus", url)
     assert result.returncode == 2
     assert result.stdout == ""
