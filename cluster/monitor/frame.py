@@ -182,7 +182,16 @@ def frame(snapshot: Snapshot, interval_s: float | None = None) -> RenderableType
     """The whole frame; `interval_s` only for the live view's header."""
     parts = [services(snapshot), gateway(snapshot), cache(snapshot), counter(snapshot)]
     parts += [shards(snapshot), gift_codes(snapshot), alerts(snapshot)]
-    return Group(header(snapshot.url, snapshot.at, interval_s), Columns(parts, padding=(0, 2)))
+    lines: list[RenderableType] = [header(snapshot.url, snapshot.at, interval_s)]
+    if snapshot.unrecorded:
+        lines.append(
+            Text(
+                "not recorded by this Prometheus (its rules predate prometheus/rules/: reload"
+                f" it): {', '.join(snapshot.unrecorded)}",
+                style="yellow",
+            )
+        )
+    return Group(*lines, Columns(parts, padding=(0, 2)))
 
 
 def unreachable(message: str, url: str, at: float, last: float | None) -> RenderableType:

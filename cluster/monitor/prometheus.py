@@ -1,4 +1,5 @@
-"""Prometheus's HTTP API, the one call the monitor needs: an instant query at a given time.
+"""Prometheus's HTTP API, the two calls the monitor needs: an instant query at a given time, and
+the names its recording rules record.
 
 Alerts too are read as series (`ALERTS`, snapshot.py), not from /api/v1/alerts, which only knows
 the present: so a frame, `--at` in the past included, is one instant throughout.
@@ -77,6 +78,18 @@ class Prometheus:
     def query(self, query: str, at: float) -> list[Sample]:
         body = self._get("/api/v1/query", {"query": query, "time": f"{at:.3f}"})
         return parse_vector(self.url, query, body)
+
+    def recorded(self) -> frozenset[str]:
+        """The series this server's recording rules write (its rules, not the repository's)."""
+        body = self._get("/api/v1/rules", {"type": "record"})
+        if not isinstance(body, dict) or body.get("status") != "success":
+            raise BadAnswer(f"Prometheus at {self.url} did not list its rules: {body}")
+        return frozenset(
+            rule["name"]
+            for group in body["data"]["groups"]
+            for rule in group["rules"]
+            if rule.get("type") == "recording"
+        )
 
     def _get(self, path: str, params: dict[str, str]) -> Any:
         try:

@@ -12,6 +12,7 @@ and that no query recomputes what a recording rule records.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from services.common.description import names
@@ -20,6 +21,7 @@ from services.common.description import names
 # nginx exporter and mtail). InstanceDown's selector is generated from the same list.
 JOBS = (*names(), "gateway")
 WINDOW = "5m"  # the recording rules' window
+RECORDED_NAME = re.compile(r"\b[a-z_]+:[a-z0-9_]+:[a-z0-9_]+\b")  # level:metric:operations
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,11 @@ class Query:
     @property
     def quoted(self) -> str:
         return self.piece or self.expr
+
+    @property
+    def recorded(self) -> frozenset[str]:
+        """The recorded series it reads."""
+        return frozenset(RECORDED_NAME.findall(self.expr))
 
 
 _INSTANCES = f'up{{job=~"{"|".join(JOBS)}"}}'

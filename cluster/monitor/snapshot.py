@@ -85,6 +85,9 @@ class Snapshot:
     gift_codes: dict[str, float]  # codes left by campaign
     shards: list[Shard]
     alerts: list[Alert] = field(default_factory=list)
+    # Recorded series the monitor reads that this Prometheus's rules do not write (rules older
+    # than the repository's): their cells show no number rather than a zero-filled guess.
+    unrecorded: list[str] = field(default_factory=list)
 
     @property
     def firing(self) -> list[Alert]:
@@ -136,7 +139,7 @@ def alerts(active: list[Sample], since: list[Sample]) -> list[Alert]:
     ]
 
 
-def collect(ask: Ask, url: str, at: float) -> Snapshot:
+def collect(ask: Ask, url: str, at: float, unrecorded: list[str] | None = None) -> Snapshot:
     """Asks every query (through `ask`, so a test can answer from a table) and builds the rows."""
     up = by(ask(queries.INSTANCES_UP), "job")
     expected = by(ask(queries.INSTANCES_EXPECTED), "job")
@@ -221,9 +224,17 @@ def collect(ask: Ask, url: str, at: float) -> Snapshot:
         },
         shards=shards,
         alerts=alerts(ask(queries.ALERTS), ask(queries.ALERTS_SINCE)),
+        unrecorded=unrecorded or [],
     )
 
 
 def take(prometheus: Prometheus, at: float) -> Snapshot:
     """A snapshot from a live server; PrometheusError when it does not answer."""
-    return collect(lambda q: prometheus.query(q.expr, at), prometheus.url, at)
+    recorded = prometheus.recorded()
+    unrecorded = sorted({name for q in queries.ALL.values() for name in q.recorded} - recorded)
+
+    def ask(query: Query) -> list[Sample]:
+        # A missing rule is not asked: its `or ... * 0` fallback would print a confident 0.
+        return [] if query.recorded - recorded else prometheus.query(query.expr, at)
+
+    return collect(ask, prometheus.url, at, unrecorded)

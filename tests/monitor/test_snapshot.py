@@ -68,12 +68,21 @@ def _healthy() -> dict[Query, Series]:
     }
 
 
+RECORDED = sorted({name for q in queries.ALL.values() for name in q.recorded})
+
+
 def _transport(
-    answers: dict[Query, Series], asked: list[httpx.Request] | None = None
+    answers: dict[Query, Series],
+    asked: list[httpx.Request] | None = None,
+    recorded: list[str] = RECORDED,
 ) -> httpx.MockTransport:
     by_expr = {q.expr: series for q, series in answers.items()}
 
     def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/rules":
+            rules = [{"name": name, "type": "recording"} for name in recorded]
+            body = {"status": "success", "data": {"groups": [{"name": "g", "rules": rules}]}}
+            return httpx.Response(200, json=body)
         if asked is not None:
             asked.append(request)
         series = by_expr.get(request.url.params["query"], [])
@@ -232,3 +241,19 @@ def test_a_scalar_and_nan_parse() -> None:
     assert [s.value for s in parse_vector(URL, "3", scalar)] == [3.0]
     nan = {"resultType": "vector", "result": [{"metric": {"job": "x"}, "value": [AT, "NaN"]}]}
     assert [s.value for s in parse_vector(URL, "q", {"status": "success", "data": nan})] == [None]
+
+
+def test_a_series_this_prometheus_does_not_record_is_no_number_and_named() -> None:
+    # A Prometheus started before a rule was added: no zero-filled 429/s, and a note saying why.
+    missing = "listener:gateway_http_responses_429:rate5m"
+    recorded = [name for name in RECORDED if name != missing]
+    asked: list[httpx.Request] = []
+    prometheus = Prometheus(URL, transport=_transport(_healthy(), asked, recorded))
+    snapshot = take(prometheus, AT)
+    assert snapshot.unrecorded == [missing]
+    assert all(missing not in r.url.params["query"] for r in asked)
+    text = _text(snapshot)
+    assert "not recorded by this Prometheus (its rules predate prometheus/rules/" in text
+    assert missing in text
+    public = next(r for r in frame_text.table(text, "gateway") if r["listener"] == "public")
+    assert (public["429/s"], public["429"]) == (frame_text.DASH, "25.0 %")
