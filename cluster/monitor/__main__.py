@@ -28,7 +28,7 @@ from cluster.monitor.prometheus import Prometheus, PrometheusError, Unreachable
 from cluster.monitor.snapshot import take
 from cluster.topology import ClusterSettings, Topology
 
-UNREACHABLE_EXIT = 2
+NO_FRAME_EXIT = 2
 
 
 def local_prometheus() -> str:
@@ -87,15 +87,33 @@ def once(prometheus: Prometheus, console: Console, at: float | None = None) -> i
         snapshot = take(prometheus, _now() if at is None else at)
     except Unreachable as exc:
         print(f"{exc} (is the cluster up? `make up`, or --prometheus URL)", file=sys.stderr)
-        return UNREACHABLE_EXIT
+        return NO_FRAME_EXIT
     except PrometheusError as exc:
         print(exc, file=sys.stderr)
-        return UNREACHABLE_EXIT
+        return NO_FRAME_EXIT
     console.print(frame.frame(snapshot))
     return 0
 
 
+def stream(prometheus: Prometheus, console: Console, interval_s: float) -> int:
+    """The live view when stdout is no terminal (a log file, a pipe): rich would draw nothing
+    until the end, so each frame is printed after the last instead."""
+    last: float | None = None
+    while True:
+        at = _now()
+        try:
+            console.print(frame.frame(take(prometheus, at), interval_s, keys=False))
+            last = at
+        except PrometheusError as exc:
+            console.print(frame.unreachable(str(exc), prometheus.url, at, last))
+        console.print()
+        console.file.flush()
+        time.sleep(interval_s)
+
+
 def live(prometheus: Prometheus, console: Console, interval_s: float) -> int:
+    if not console.is_terminal:
+        return stream(prometheus, console, interval_s)
     last: float | None = None
     # screen=True: the alternate screen, like top; the terminal's contents come back on exit.
     with Keys() as keys, Live(console=console, screen=True, auto_refresh=False) as view:

@@ -43,10 +43,10 @@ def _table(title: str, *columns: str, numbers: bool = True) -> Table:
     return table
 
 
-def header(url: str, at: float, interval_s: float | None) -> Text:
+def header(url: str, at: float, interval_s: float | None, keys: bool = True) -> Text:
     text = Text.assemble(("Quartet monitor", "bold"), f" · Prometheus {url} · {stamp(at)}")
     if interval_s is not None:
-        text.append(f" · every {interval_s:g} s · q quits", style="dim")
+        text.append(f" · every {interval_s:g} s" + (" · q quits" if keys else ""), style="dim")
     return text
 
 
@@ -178,11 +178,11 @@ def alerts(snapshot: Snapshot) -> Table:
     return table
 
 
-def frame(snapshot: Snapshot, interval_s: float | None = None) -> RenderableType:
-    """The whole frame; `interval_s` only for the live view's header."""
+def frame(snapshot: Snapshot, interval_s: float | None = None, keys: bool = True) -> RenderableType:
+    """The whole frame; `interval_s` (and whether `q` quits) only for the live view's header."""
     parts = [services(snapshot), gateway(snapshot), cache(snapshot), counter(snapshot)]
     parts += [shards(snapshot), gift_codes(snapshot), alerts(snapshot)]
-    lines: list[RenderableType] = [header(snapshot.url, snapshot.at, interval_s)]
+    lines: list[RenderableType] = [header(snapshot.url, snapshot.at, interval_s, keys)]
     if snapshot.unrecorded:
         lines.append(
             Text(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 from services.common.description import names
 from tests.monitor import expected, frame_text
@@ -49,3 +50,39 @@ def test_once_without_prometheus_says_so_in_one_line(no_prometheus: str) -> None
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"Prometheus at {url} is not answering: "), lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_the_live_view_into_a_pipe_prints_frame_after_frame(no_prometheus: str) -> None:
+    # No terminal: each attempt is printed after the last (a log), not drawn in place.
+    monitor = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cluster.monitor",
+            "--prometheus",
+            no_prometheus,
+            "--interval",
+            "0.2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    assert monitor.stdout is not None
+    message = f"Prometheus at {no_prometheus} is not answering"
+    seen: list[str] = []
+    deadline = time.monotonic() + 20
+    try:
+        while sum(message in line for line in seen) < 3 and time.monotonic() < deadline:
+            line = monitor.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+    finally:
+        monitor.terminate()
+        _, errors = monitor.communicate(timeout=10)
+    assert sum(message in line for line in seen) >= 3, "".join(seen) + errors
+    instants = [frame_text.instant(line) for line in seen if "Quartet monitor" in line]
+    assert instants == sorted(instants)
+    assert "Traceback" not in "".join(seen)
