@@ -53,7 +53,7 @@ def _instant(text: str) -> float:
     return float(math.floor(at))
 
 
-def _arguments(argv: list[str] | None) -> argparse.Namespace:
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m cluster.monitor", description=__doc__.splitlines()[0]
     )
@@ -129,7 +129,7 @@ def live(prometheus: Prometheus, console: Console, interval_s: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _arguments(argv)
+    args = parse_arguments(argv)
     prometheus = Prometheus(args.prometheus)
     try:
         if args.once:
