@@ -27,18 +27,19 @@ FRAME_S = 30  # the first frame: a Python start and one round of queries, on a l
 
 
 class Pane:
-    """One detached tmux session on a private socket (its own server, this test's environment),
-    running the monitor and writing its exit code to a file when it ends."""
+    """One detached tmux session on a private socket in the test's directory (its own server,
+    this test's environment), running the monitor and writing its exit code to a file when it
+    ends."""
 
-    def __init__(self, socket: str, rc_file: Path) -> None:
-        self.socket, self.rc_file = socket, rc_file
+    def __init__(self, socket: Path, rc_file: Path) -> None:
+        self.socket, self.rc_file = str(socket), rc_file
         self.tmux = shutil.which("tmux")
         assert self.tmux, "tmux is missing: `make install` (scripts/bootstrap.sh) installs it"
 
     def run(self, *args: str) -> str:
         assert self.tmux is not None
         result = subprocess.run(
-            [self.tmux, "-L", self.socket, *args],
+            [self.tmux, "-S", self.socket, *args],
             capture_output=True,
             text=True,
             check=True,
@@ -83,13 +84,13 @@ class Pane:
 
 @pytest.fixture
 def pane(tmp_path: Path) -> Iterator[Pane]:
-    pane = Pane(f"quartet-monitor-test-{tmp_path.name}", tmp_path / "rc")
+    pane = Pane(tmp_path / "tmux.sock", tmp_path / "rc")
     try:
         yield pane
     finally:
         # Only this test's server (its own socket): the session and anything still in it.
         subprocess.run(
-            [pane.tmux or "tmux", "-L", pane.socket, "kill-server"],
+            [pane.tmux or "tmux", "-S", pane.socket, "kill-server"],
             capture_output=True,
             check=False,
             timeout=10,
