@@ -4,7 +4,7 @@ PY := .venv/bin/python
 STAMP := .venv/.quartet-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run up down status clean test test-fast lint format generate loadtest bench overload image chaos
+.PHONY: help install run up down status clean test test-fast lint format generate loadtest bench overload image chaos monitor
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ lint: install ## ruff and mypy
 
 format: install ## apply ruff's formatting and safe fixes
 	@$(PY) -m ruff format . && $(PY) -m ruff check --fix .
+
+monitor: install ## the cluster at a glance from Prometheus, refreshed every 2 s (ARGS=--once, --prometheus URL)
+	@$(PY) -m cluster.monitor $(ARGS)
 
 generate: install ## rewrite the files generated from services/common/description.py (CHECK=1: only list stale ones)
 	@$(PY) -m cluster.generate $(if $(CHECK),--check)

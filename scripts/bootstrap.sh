@@ -7,11 +7,11 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(redis-server mariadb-server mariadb-client nginx-light wrk python3-venv
   prometheus prometheus-nginx-exporter prometheus-redis-exporter prometheus-mysqld-exporter mtail
-  gettext-base npm docker.io debootstrap chromium)
+  gettext-base npm docker.io debootstrap chromium tmux)
 # binary that proves each package is installed (same order as APT_PACKAGES)
 APT_PROBES=(redis-server mariadbd mariadb nginx wrk ""
   promtool prometheus-nginx-exporter prometheus-redis-exporter prometheus-mysqld-exporter mtail
-  envsubst npm dockerd debootstrap chromium)
+  envsubst npm dockerd debootstrap chromium tmux)
 
 say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
 
