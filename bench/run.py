@@ -150,7 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures: list[str] = []
 
     def measure(
-        row: Row, seconds: float, delay_ms: float | None = None, cpu: bool = True
+        row: Row,
+        seconds: float,
+        delay_ms: float | None = None,
+        cpu: bool = True,
+        label: str = "",
     ) -> WrkResult:
         endpoint = row.endpoint
         refused_before = refusals_of(topo, endpoint.service)
@@ -165,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Never more than wrk saw: a refusal of a request from outside this run is not ours.
         refused = min(result.non_2xx, refusals_of(topo, endpoint.service) - refused_before)
         result = dataclasses.replace(result, refused=refused)
-        failures.extend(f"{endpoint.name}: {f}" for f in result.failures)
+        # The phase in the name ("tracing on: "): the same endpoint is measured in both.
+        failures.extend(f"{label}{endpoint.name}: {f}" for f in result.failures)
         return result
 
     paced = Load(args.threads, args.half_rate_connections)
@@ -177,9 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run_wrk(ctx, endpoint, load, args.warmup)
         for number in range(1, args.rounds + 1):
             with step(f"{label}round {number}"):
-                first = measure(ceiling, args.duration)
-                results = [(row, measure(row, args.duration)) for row in rows]
-                last = measure(ceiling, args.duration)
+                first = measure(ceiling, args.duration, label=label)
+                results = [(row, measure(row, args.duration, label=label)) for row in rows]
+                last = measure(ceiling, args.duration, label=label)
                 ceiling.runs += [first, last]
                 for row, result in results:
                     row.runs.append(result)
