@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 Group = Literal["ceiling", "hot", "uncached", "fanout"]
-# The issue's targets, as a share of the ceiling (the stack's trivial endpoint through nginx).
-TARGET_RATIO: Mapping[str, float] = {"hot": 0.70, "uncached": 0.25, "fanout": 0.30}
-# p99 at half of the measured maximum rate, for every endpoint but the fan-out ones.
-HALF_RATE_P99_TARGET_MS = 25.0
+# Issue 16's targets, as a share of the ceiling (the stack's trivial endpoint through nginx), by
+# group; an endpoint may name its own (`Endpoint.target_ratio`).
+TARGET_RATIO: Mapping[str, float] = {"hot": 0.75, "uncached": 0.30, "fanout": 0.30}
+# p99 at half of the measured maximum rate: every endpoint, the fan-out ones with their own bound.
+HALF_RATE_P99_TARGET_MS: Mapping[str, float] = {"hot": 25.0, "uncached": 25.0, "fanout": 50.0}
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,15 @@ class Endpoint:
     path: str
     script: tuple[str, ...] = ()
     cookie: bool = False
+    target_ratio: float | None = None  # over the group's
 
     @property
     def target(self) -> float | None:
-        return TARGET_RATIO.get(self.group)
+        return self.target_ratio if self.target_ratio is not None else TARGET_RATIO.get(self.group)
 
     @property
     def half_rate_target_ms(self) -> float | None:
-        return HALF_RATE_P99_TARGET_MS if self.group in ("hot", "uncached") else None
+        return HALF_RATE_P99_TARGET_MS.get(self.group)
 
 
 CEILING = Endpoint("trivial (ceiling)", "ceiling", "counter", "/_ping/counter")
@@ -52,7 +54,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/batch-recommend?user_ids=" + ",".join(str(i) for i in range(1, 21)),
     ),
     Endpoint("/api/first", "fanout", "aggregator", "/api/first?timeout=1000"),
-    Endpoint("/api/smart", "fanout", "aggregator", "/api/smart?timeout=1000"),
+    Endpoint("/api/smart", "fanout", "aggregator", "/api/smart?timeout=1000", target_ratio=0.35),
     Endpoint(
         "page composition",
         "fanout",
@@ -60,6 +62,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "/api/page/{page}?campaign_id={campaign}&user_id=42",
         script=('expect="errors":{}',),
         cookie=True,
+        target_ratio=0.12,  # five HTTP exchanges' worth of work
     ),
 )
 

@@ -53,7 +53,7 @@ import rounds
 import tracing_phase
 import worker_memory
 from chart import chart
-from endpoints import CEILING, ENDPOINTS, HALF_RATE_P99_TARGET_MS, TARGET_RATIO
+from endpoints import CEILING, ENDPOINTS
 from machine import machine
 from probes import NotFit, check_fast_worksim, prepare
 from profiling import profile
@@ -272,8 +272,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cluster_tracing": traced_already,
         },
         "targets": {
-            "ratio": dict(TARGET_RATIO),
-            "half_rate_p99_ms": HALF_RATE_P99_TARGET_MS,
+            "ratio": {row.endpoint.name: row.endpoint.target for row in rows},
+            "half_rate_p99_ms": {
+                row.endpoint.name: row.endpoint.half_rate_target_ms for row in rows
+            },
         },
         "ceiling": ceiling.to_json(),
         "endpoints": [row.to_json() for row in rows],
