@@ -30,6 +30,7 @@ from services.common.settings import parse_shards
 from tests.banner.gift_code_records import bindings, query, unclaimed, visitor_id
 from tests.banner.real_faults import MYSQL, gunicorn_pids, sigkill, stalled
 from tests.banner.step_faults import Killed, StepFaults
+from tests.support import refusals
 from tests.support.cluster import RunningCluster
 
 INSTANCES = ("banner_1", "banner_2")
@@ -283,9 +284,17 @@ async def test_instances_killed_mid_claims_then_every_visitor_asks_again(
             assert r.status == 201
 
         async def page_view() -> str:
-            # A browser has the visitor cookie from the campaign page before it claims.
-            async with session.get(f"{base}/banner") as r:
-                return r.cookies[COOKIE].value
+            # A browser has the visitor cookie from the campaign page before it claims; a view
+            # admission control refused (400 at once on a loaded machine) it asks again after
+            # Retry-After, as a browser reloading would.
+            for _ in range(refusals.RETRIES):
+                async with session.get(f"{base}/banner") as r:
+                    body = await r.read()
+                    if not refusals.is_refusal(r.status, r.headers, body):
+                        return r.cookies[COOKIE].value
+                    wait = refusals.retry_after_s(r.headers)
+                await asyncio.sleep(wait)
+            raise AssertionError(f"a campaign view refused {refusals.RETRIES} times")
 
         cookies = await asyncio.gather(*(page_view() for _ in range(visitors)))
         first: dict[int, tuple[int, str | None]] = {}

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from services.common.admission_middleware import REFUSAL_DETAIL
+from tests.support import refusals
 from tests.support.cluster import RunningCluster
 from tests.support.instances import Instance, start_instance
 
@@ -51,16 +51,8 @@ def post(path: str) -> Request:
     return send
 
 
-RETRIES = 3
-
-
 def _refused(response: httpx.Response) -> bool:
-    if response.status_code != 503 or "retry-after" not in response.headers:
-        return False
-    try:
-        return bool(response.json().get("detail") == REFUSAL_DETAIL)
-    except ValueError:
-        return False
+    return refusals.is_refusal(response.status_code, response.headers, response.content)
 
 
 async def flood(
@@ -73,9 +65,8 @@ async def flood(
     """Send every request with `concurrency` at once; their statuses. Fails past the deadline.
 
     A request a worker's admission control refused (503, Retry-After, its detail) is sent again
-    after Retry-After, up to RETRIES times, as a well-behaved client does: on a loaded machine a
-    worker descheduled for 100 ms refuses what waited that long (queue_delay.py), and these tests
-    are about memory, not about that."""
+    after Retry-After, up to refusals.RETRIES times, as a well-behaved client does (these tests are
+    about memory, not about overload)."""
     queue = collections.deque(requests)
     statuses: list[int] = []
 
@@ -83,10 +74,10 @@ async def flood(
         while queue:
             send = queue.popleft()
             response = await send(client)
-            for _ in range(RETRIES):
+            for _ in range(refusals.RETRIES):
                 if not _refused(response):
                     break
-                await asyncio.sleep(float(response.headers["retry-after"]))
+                await asyncio.sleep(refusals.retry_after_s(response.headers))
                 response = await send(client)
             statuses.append(response.status_code)
 

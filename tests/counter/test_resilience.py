@@ -139,6 +139,8 @@ async def test_shard_killed_during_load_then_back_is_exact(
 
     assert during["served_via"] == "in_memory"
     assert during["degraded"] is True
-    assert set(result.statuses) == {200}, result
+    # A refusal by admission control (the machine's load, not the shard) counts nothing, as the
+    # settled count below checks; anything else but a 200 is a failure of the degraded mode.
+    assert result.only_served_or_refused, result
     assert result.ok > 1000
     assert await _settled(cluster, shard, page, result.ok) == result.ok, _problems_logged(cluster)

@@ -8,15 +8,25 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
+from tests.support import refusals
+
 
 @dataclass
 class LoadResult:
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    # Of the 503s, admission control's explicit refusals (tests/support/refusals.py): no work
+    # done, the client asked to come back; counted apart so a test can tell them from failures.
+    refused: int = 0
 
     @property
     def ok(self) -> int:
         return self.statuses[200]
+
+    @property
+    def only_served_or_refused(self) -> bool:
+        """Every answer a 200 or an explicit refusal, and no transport error."""
+        return not self.errors and self.ok + self.refused == self.statuses.total()
 
 
 async def hammer(
@@ -45,8 +55,10 @@ async def hammer(
                     return
                 try:
                     async with session.request(method, url) as response:
-                        await response.read()
+                        body = await response.read()
                         result.statuses[response.status] += 1
+                        if refusals.is_refusal(response.status, response.headers, body):
+                            result.refused += 1
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     result.errors[type(exc).__name__] += 1
 
