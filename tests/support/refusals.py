@@ -6,8 +6,10 @@ What the refusals say is cluster/chaos/traffic.py's REFUSALS (one list)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
+import httpx
 import orjson
 
 from cluster.chaos.traffic import REFUSALS
@@ -31,3 +33,15 @@ def is_refusal(status: int, headers: Mapping[str, str], body: bytes) -> bool:
 
 def retry_after_s(headers: Mapping[str, str]) -> float:
     return float(headers["retry-after"])
+
+
+async def httpx_get(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    """GET as a well-behaved client: a refused request is sent again after its Retry-After, up to
+    RETRIES times; the last answer."""
+    response = await client.get(url)
+    for _ in range(RETRIES):
+        if not is_refusal(response.status_code, response.headers, response.content):
+            break
+        await asyncio.sleep(retry_after_s(response.headers))
+        response = await client.get(url)
+    return response
