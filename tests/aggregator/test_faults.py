@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.recommender.test_api import add_events, new_user
+from tests.support import refusals
 from tests.support.cluster import RunningCluster
 from tests.support.faults import MYSQL, Timed, timed
 from tests.support.faults import programs_refused as refused
@@ -140,6 +141,20 @@ def _print_table() -> Iterator[None]:
         print(f"| {fault} | " + " | ".join(cells) + f" | {errors or '-'} |")
 
 
+async def _answer(client: httpx.AsyncClient, path: str) -> Timed:
+    """One endpoint's answer, timed. A request that admission control refused (at once, 503 and
+    Retry-After: on a slow machine the fault's wait can put a worker over its bounds) is sent
+    again after Retry-After, as a client does; the answer timed is the one that was not refused."""
+    for _ in range(refusals.RETRIES):
+        answer = await timed(client.get(path))
+        response = answer.response
+        if not refusals.is_refusal(response.status_code, response.headers, response.content):
+            return answer
+        assert answer.took_s < TIMEOUT_MS / 1000 + MARGIN_S, (path, answer.took_s)
+        await asyncio.sleep(refusals.retry_after_s(response.headers))
+    return await timed(client.get(path))
+
+
 def _path(endpoint: str, user: int) -> str:
     if endpoint == "page":
         page = f"p-{uuid.uuid4().hex[:8]}"
@@ -157,7 +172,7 @@ async def test_fault(cluster: RunningCluster, fault: str) -> None:
     client = httpx.AsyncClient(base_url=cluster.internal, timeout=30, limits=limits)
     async with client, make_fault(cluster):
         answers = await asyncio.gather(
-            *(timed(client.get(_path(endpoint, user))) for endpoint in ENDPOINTS for user in users)
+            *(_answer(client, _path(endpoint, user)) for endpoint in ENDPOINTS for user in users)
         )
     row = TABLE[fault] = {
         e: answers[i * REPEATS : (i + 1) * REPEATS] for i, e in enumerate(ENDPOINTS)
